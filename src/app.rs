@@ -1,0 +1,187 @@
+//! Builds the two listeners and the background tasks from validated settings.
+
+use crate::config::Settings;
+use crate::http::{self, fallback, State};
+use crate::session::SessionService;
+use crate::store::{self, KeyLayout, RedisConnections, RedisSessionStore};
+use crate::token::{ActiveKeys, Issuer, Kek};
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A built, bound, not yet running Tessera node.
+pub struct Application {
+    public_port: u16,
+    admin_port: u16,
+    public: Server,
+    admin: Server,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    kek_created: bool,
+}
+
+impl Application {
+    /// Connects to Redis, checks it, loads (or creates) the key ring and binds both listeners.
+    /// Port 0 binds a free port; ask `public_port()`/`admin_port()` which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let settings = Arc::new(settings);
+        let redis = RedisConnections::connect(&settings.redis()).await?;
+        let policy = store::health::maxmemory_policy(&redis.pool)
+            .await
+            .context("cannot read Redis INFO")?;
+        store::health::check_policy(&policy)?;
+
+        let layout = KeyLayout::new(settings.key_prefix.clone());
+        let (kek, kek_created) = Kek::load(settings.kek.as_deref(), &settings.keys_dir, true)?;
+        let (ring, created) =
+            store::keyring::load_or_create(&redis.pool, &layout, &kek, settings.signing(), http::now_ms())
+                .await?;
+        let opened = ring.open(&kek)?;
+        let keys = ActiveKeys::from_ring(&opened, http::now_ms())?;
+        tracing::info!(kid = keys.signing_kid(), created, kek = kek.fingerprint(), "key ring loaded");
+        let issuer = Issuer::new(settings.issuer_settings(), keys);
+
+        let regions = settings.known_regions();
+        let store = RedisSessionStore::new(redis.manager.clone(), layout.clone(), regions.clone());
+        let service = SessionService::new(
+            Arc::new(store),
+            Arc::new(issuer.clone()),
+            settings.session_policy(),
+            settings.limit_policy(),
+            settings.home_region(),
+            regions.clone(),
+        );
+        if settings.admin_api_key.is_none() {
+            tracing::warn!("no admin API key configured (TESSERA_ADMIN_API_KEY): the admin API refuses every request");
+        }
+        let state = State {
+            service,
+            issuer: issuer.clone(),
+            regions: regions.into(),
+            settings: settings.clone(),
+            pool: redis.pool.clone(),
+            redis_policy_ok: Arc::new(AtomicBool::new(true)),
+            admin_key_hash: settings
+                .admin_api_key
+                .as_ref()
+                .map(|k| Sha256::digest(k.as_bytes()).into()),
+        };
+
+        let public_listener = TcpListener::bind(&settings.public_addr)
+            .with_context(|| format!("cannot listen on public_addr {}", settings.public_addr))?;
+        let admin_listener = TcpListener::bind(&settings.admin_addr)
+            .with_context(|| format!("cannot listen on admin_addr {}", settings.admin_addr))?;
+        let public_port = public_listener.local_addr()?.port();
+        let admin_port = admin_listener.local_addr()?.port();
+        let public = serve(public_listener, state.clone(), http::public_routes)?;
+        let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
+
+        let background = vec![tokio::spawn(watch_redis(
+            state.clone(),
+            redis.pool.clone(),
+            layout,
+            kek,
+        ))];
+        Ok(Self {
+            public_port,
+            admin_port,
+            public,
+            admin,
+            background,
+            kek_created,
+        })
+    }
+
+    pub fn public_port(&self) -> u16 {
+        self.public_port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// True when this start created the key-encryption key file (first local run).
+    pub fn kek_created(&self) -> bool {
+        self.kek_created
+    }
+
+    /// Serves until both listeners stop (SIGINT/SIGTERM are handled by actix).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = tokio::try_join!(self.public, self.admin);
+        for task in self.background {
+            task.abort();
+        }
+        result.context("server error")?;
+        Ok(())
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    state: State,
+    routes: fn(&mut web::ServiceConfig),
+) -> anyhow::Result<Server> {
+    let workers = state.settings.workers;
+    let body_limit = state.settings.max_body_bytes;
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(fallback::json_config(body_limit))
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(fallback::path_config())
+            .app_data(fallback::query_config())
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Cache-Control", "no-store"))
+                    .add(("Referrer-Policy", "no-referrer")),
+            )
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(routes)
+            .default_service(web::to(fallback::not_found))
+    })
+    .listen(listener)?
+    .client_request_timeout(Duration::from_secs(5));
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    Ok(server.run())
+}
+
+/// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and the key ring
+/// (picking up rotations) every `redis_check_interval_secs`.
+async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout, kek: Kek) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.settings.redis_check_interval_secs.max(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store::health::maxmemory_policy(&pool).await {
+            Ok(policy) => {
+                let ok = store::health::check_policy(&policy);
+                if let Err(e) = &ok {
+                    tracing::error!(error = %e, "refusing session work");
+                }
+                let was = state.redis_policy_ok.swap(ok.is_ok(), Ordering::Relaxed);
+                if !was && ok.is_ok() {
+                    tracing::info!("Redis maxmemory-policy is noeviction again: serving");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read Redis INFO"),
+        }
+        match store::keyring::load_current(&pool, &layout).await {
+            Ok(Some(ring)) => match ring.open(&kek).and_then(|o| ActiveKeys::from_ring(&o, http::now_ms())) {
+                Ok(keys) => state.issuer.replace_keys(keys),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys"),
+            },
+            Ok(None) => tracing::error!("the key ring disappeared from Redis; keeping the current keys"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the key ring"),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Typed settings from an optional TOML file and `TESSERA_*` environment variables (the
+//! environment wins), validated once at start with errors that name the setting to fix.
+
+use crate::session::policy::{LimitPolicy, OnLimit, SessionPolicy};
+use crate::session::Region;
+use crate::token::{IssuerSettings, SigningAlg};
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every setting, with its default. Field `foo_bar` is `foo_bar` in the file and
+/// `TESSERA_FOO_BAR` in the environment; lists are comma-separated in the environment.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Public listener (browsers, apps).
+    pub public_addr: String,
+    /// Admin listener: loopback by default, because it mints sessions for any user.
+    pub admin_addr: String,
+    pub redis_url: String,
+    pub redis_connect_timeout_ms: u64,
+    /// A Redis command slower than this fails the request closed (503).
+    pub redis_command_timeout_ms: u64,
+    pub redis_pool_size: usize,
+    /// Prefix of every Redis key (lets several deployments or tests share one Redis).
+    pub key_prefix: String,
+    /// The all-scopes admin API key (at least 32 characters). Unset: the admin API refuses all.
+    pub admin_api_key: Option<String>,
+    /// `iss` of minted tokens.
+    pub issuer: String,
+    /// `aud` when a client asks for none.
+    pub audience: String,
+    /// Further audiences clients may ask for (allow-list).
+    pub audiences: Vec<String>,
+    pub signing_alg: String,
+    /// Access-token lifetime; at most 900 (15 minutes).
+    pub token_lifetime_secs: i64,
+    /// Clock skew tolerated when validating tokens; at most 60.
+    pub token_leeway_secs: i64,
+    /// Directory holding the key-encryption key file `kek` (created on first start if missing).
+    pub keys_dir: PathBuf,
+    /// The key-encryption key itself (base64url, 32 bytes); overrides `keys_dir/kek`.
+    pub kek: Option<String>,
+    /// This node's home region: new sessions live there.
+    pub region: String,
+    /// Every region whose session ids this node accepts (defaults to the home region).
+    pub regions: Vec<String>,
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+    pub max_sessions_per_user: u32,
+    pub on_session_limit: OnLimit,
+    /// Origins allowed on cookie-authenticated unsafe requests (e.g. `https://app.example.com`).
+    /// Empty: the `Origin` must match the request's `Host`.
+    pub allowed_origins: Vec<String>,
+    /// Largest JSON body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// actix worker threads per listener (default: one per core).
+    pub workers: Option<usize>,
+    /// `json` (production) or `pretty` (development).
+    pub log_format: String,
+    /// tracing filter, e.g. `info` or `tessera=debug,info`.
+    pub log: String,
+    /// How often `maxmemory_policy` and the key ring are re-read.
+    pub redis_check_interval_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_addr: "127.0.0.1:8080".into(),
+            admin_addr: "127.0.0.1:8081".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_connect_timeout_ms: 1000,
+            redis_command_timeout_ms: 1000,
+            redis_pool_size: 8,
+            key_prefix: "tsr".into(),
+            admin_api_key: None,
+            issuer: "http://localhost:8080".into(),
+            audience: "api".into(),
+            audiences: Vec::new(),
+            signing_alg: "ES256".into(),
+            token_lifetime_secs: 300,
+            token_leeway_secs: 5,
+            keys_dir: PathBuf::from(".tessera/keys"),
+            kek: None,
+            region: "local".into(),
+            regions: Vec::new(),
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 24 * 60 * 60,
+            max_sessions_per_user: 5,
+            on_session_limit: OnLimit::Evict,
+            allowed_origins: Vec::new(),
+            max_body_bytes: 16 * 1024,
+            workers: None,
+            log_format: "json".into(),
+            log: "info".into(),
+            redis_check_interval_secs: 30,
+        }
+    }
+}
+
+const LIST_KEYS: &[&str] = &["audiences", "regions", "allowed_origins"];
+
+impl Settings {
+    /// Defaults, then the file (if any), then `TESSERA_*` variables; then validation.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let mut env = config::Environment::with_prefix("TESSERA")
+            .prefix_separator("_")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            env = env.with_list_parse_key(key);
+        }
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .context("cannot read settings")?
+            .try_deserialize()
+            .context("invalid setting (check the value's type; lists are comma-separated)")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every rule and names the setting (file key and environment variable) at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        fn bad(field: &str, why: impl std::fmt::Display) -> anyhow::Error {
+            anyhow::anyhow!(
+                "setting `{field}` (TESSERA_{}): {why}",
+                field.to_uppercase()
+            )
+        }
+        for (field, addr) in [("public_addr", &self.public_addr), ("admin_addr", &self.admin_addr)] {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|_| bad(field, format!("'{addr}' is not an IP:port address")))?;
+        }
+        if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
+            return Err(bad("redis_url", "must start with redis:// or rediss://"));
+        }
+        if let Some(key) = &self.admin_api_key {
+            if key.len() < 32 {
+                return Err(bad(
+                    "admin_api_key",
+                    "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        }
+        if SigningAlg::parse(&self.signing_alg).is_none() {
+            return Err(bad("signing_alg", "must be ES256 or EdDSA"));
+        }
+        if !(30..=900).contains(&self.token_lifetime_secs) {
+            return Err(bad(
+                "token_lifetime_secs",
+                "must be between 30 and 900 seconds (access tokens live minutes; at most 15)",
+            ));
+        }
+        if !(0..=60).contains(&self.token_leeway_secs) {
+            return Err(bad("token_leeway_secs", "must be between 0 and 60 seconds"));
+        }
+        if self.issuer.is_empty() {
+            return Err(bad("issuer", "must not be empty"));
+        }
+        if self.audience.is_empty() {
+            return Err(bad("audience", "must not be empty"));
+        }
+        Region::parse(&self.region)
+            .map_err(|_| bad("region", "must be 1-32 characters of a-z, 0-9 and '-'"))?;
+        for r in &self.regions {
+            Region::parse(r).map_err(|_| bad("regions", format!("'{r}' is not a valid region name")))?;
+        }
+        if !self.regions.is_empty() && !self.regions.contains(&self.region) {
+            return Err(bad("regions", "must include the home region `region`"));
+        }
+        if self.idle_timeout_secs < 1 {
+            return Err(bad("idle_timeout_secs", "must be at least 1"));
+        }
+        if self.absolute_timeout_secs < self.idle_timeout_secs {
+            return Err(bad("absolute_timeout_secs", "must be at least idle_timeout_secs"));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(bad("max_sessions_per_user", "must be at least 1"));
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            return Err(bad("log_format", "must be json or pretty"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
+            return Err(bad("key_prefix", "must be non-empty, without braces or spaces"));
+        }
+        Ok(())
+    }
+
+    pub fn home_region(&self) -> Region {
+        Region::parse(&self.region).expect("validated")
+    }
+
+    pub fn known_regions(&self) -> Vec<Region> {
+        if self.regions.is_empty() {
+            vec![self.home_region()]
+        } else {
+            self.regions
+                .iter()
+                .map(|r| Region::parse(r).expect("validated"))
+                .collect()
+        }
+    }
+
+    pub fn session_policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            idle_timeout_ms: self.idle_timeout_secs * 1000,
+            absolute_timeout_ms: self.absolute_timeout_secs * 1000,
+            renew_divisor: 5,
+        }
+    }
+
+    pub fn limit_policy(&self) -> LimitPolicy {
+        LimitPolicy {
+            max_sessions: self.max_sessions_per_user,
+            on_limit: self.on_session_limit,
+        }
+    }
+
+    pub fn signing(&self) -> SigningAlg {
+        SigningAlg::parse(&self.signing_alg).expect("validated")
+    }
+
+    pub fn issuer_settings(&self) -> IssuerSettings {
+        let mut audiences = vec![self.audience.clone()];
+        audiences.extend(self.audiences.iter().filter(|a| **a != self.audience).cloned());
+        IssuerSettings {
+            issuer: self.issuer.clone(),
+            default_audience: self.audience.clone(),
+            audiences,
+            lifetime_secs: self.token_lifetime_secs,
+            leeway_secs: self.token_leeway_secs,
+        }
+    }
+
+    pub fn redis(&self) -> crate::store::RedisSettings {
+        crate::store::RedisSettings {
+            url: self.redis_url.clone(),
+            connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms),
+            command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
+            pool_size: self.redis_pool_size,
+        }
+    }
+
+    /// The settings as TOML with secrets replaced, for `tessera config check`.
+    pub fn redacted(&self) -> String {
+        let mut copy = self.clone();
+        if copy.admin_api_key.is_some() {
+            copy.admin_api_key = Some("<redacted>".into());
+        }
+        if copy.kek.is_some() {
+            copy.kek = Some("<redacted>".into());
+        }
+        copy.redis_url = crate::store::connection::redact_url(&copy.redis_url);
+        serde_json::to_string_pretty(&copy).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_its_variable() {
+        let s = Settings {
+            token_lifetime_secs: 1200,
+            ..Settings::default()
+        };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("token_lifetime_secs"), "{err}");
+        assert!(err.contains("TESSERA_TOKEN_LIFETIME_SECS"), "{err}");
+
+        let s = Settings {
+            admin_api_key: Some("short".into()),
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("admin_api_key"));
+
+        let s = Settings {
+            regions: vec!["eu".into()],
+            region: "us".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("regions"));
+    }
+
+    #[test]
+    fn redacted_view_hides_secrets() {
+        let s = Settings {
+            admin_api_key: Some("k".repeat(40)),
+            kek: Some("secret-kek".into()),
+            redis_url: "redis://:pw@host:6379".into(),
+            ..Settings::default()
+        };
+        let text = s.redacted();
+        assert!(!text.contains(&"k".repeat(40)));
+        assert!(!text.contains("secret-kek"));
+        assert!(!text.contains(":pw@"));
+    }
+}

@@ -1,0 +1,161 @@
+//! One error type for the HTTP layer: status + `{"error": code, "message": text}`.
+//!
+//! Internal causes go to the log, never to the client. Every error response carries
+//! `Cache-Control: no-store`.
+
+use crate::session::ports::MintError;
+use crate::session::{AuthError, StoreError};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use std::borrow::Cow;
+use std::fmt;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    www_authenticate: Option<String>,
+    retry_after: Option<u64>,
+    /// Logged, never sent.
+    cause: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            www_authenticate: None,
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer` (RFC 6750), so clients know how to authenticate.
+    pub fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.www_authenticate = Some(r#"Bearer realm="tessera""#.into());
+        e
+    }
+
+    pub fn invalid_session() -> Self {
+        Self::unauthorized("invalid_session", "no valid session: log in again")
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// Redis (or another dependency) cannot answer: fail closed, ask to retry.
+    pub fn unavailable(cause: impl fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the session store is unavailable; retry shortly",
+        );
+        e.retry_after = Some(1);
+        e.cause = Some(cause.to_string());
+        e
+    }
+
+    /// An opaque 500; the cause is logged.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error",
+        );
+        e.cause = Some(cause.to_string());
+        e
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match (&self.cause, self.status.is_server_error()) {
+            (Some(cause), true) => {
+                tracing::error!(error.code = self.code, error.cause = %cause, "request failed")
+            }
+            (cause, _) => tracing::info!(
+                error.code = self.code,
+                status = self.status.as_u16(),
+                error.cause = cause.as_deref().unwrap_or(""),
+                "request refused"
+            ),
+        }
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(challenge) = &self.www_authenticate {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+        }
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(serde_json::json!({ "error": self.code, "message": self.message }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => ApiError::unavailable(format!("{cause:#}")),
+            StoreError::LimitReached => ApiError::new(
+                StatusCode::CONFLICT,
+                "session_limit_reached",
+                "this user already has the maximum number of sessions",
+            ),
+            StoreError::CredentialVersionChanged => ApiError::new(
+                StatusCode::CONFLICT,
+                "credentials_changed",
+                "the user's credentials changed meanwhile; authenticate again",
+            ),
+            other => ApiError::internal(format!("{other:#}")),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::NoSession => ApiError::invalid_session(),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<MintError> for ApiError {
+    fn from(e: MintError) -> Self {
+        match e {
+            MintError::UnknownAudience => ApiError::bad_request(
+                "invalid_audience",
+                "audience is not one this service mints tokens for",
+            ),
+            other => ApiError::internal(format!("{other:#}")),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Liveness, readiness and the JWKS document.
+
+use super::State;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use std::sync::atomic::Ordering;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: Redis answers, runs with `noeviction`, and the key ring is loaded.
+pub async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let redis = crate::store::health::ping(&state.pool).await;
+    let policy_ok = state.redis_policy_ok.load(Ordering::Relaxed);
+    let ready = redis.is_ok() && policy_ok;
+    if let Err(e) = &redis {
+        tracing::warn!(error = %format!("{e:#}"), "readiness: Redis unreachable");
+    }
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "region": state.settings.region,
+        "redis": if redis.is_ok() { "ok" } else { "unavailable" },
+        "redis_policy": if policy_ok { "ok" } else { "maxmemory-policy must be noeviction" },
+        "signing_key": state.issuer.keys().signing_kid(),
+    });
+    let mut response = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// `GET /.well-known/jwks.json`: public keys (upcoming, current, still-valid previous).
+/// Cacheable for 5 minutes: rotation publishes a key at least that long before signing with it.
+pub async fn jwks(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.issuer.keys().jwks())
+}

@@ -1,0 +1,76 @@
+//! The HTTP layer: one route table per listener, handlers by resource, request parsing.
+//!
+//! Handlers turn requests into calls on the session domain and domain answers into JSON; they
+//! hold no business rules of their own.
+
+pub mod admin;
+pub mod cookie;
+pub mod credential;
+pub mod csrf;
+pub mod fallback;
+pub mod health;
+pub mod session;
+pub mod views;
+
+use crate::config::Settings;
+use crate::session::{Region, SessionService, UnixMillis};
+use crate::token::Issuer;
+use actix_web::web;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Shared state of both listeners.
+#[derive(Clone)]
+pub struct State {
+    pub service: SessionService,
+    pub issuer: Issuer,
+    pub regions: Arc<[Region]>,
+    pub settings: Arc<Settings>,
+    pub pool: deadpool_redis::Pool,
+    /// False while Redis runs with an eviction policy other than `noeviction`.
+    pub redis_policy_ok: Arc<AtomicBool>,
+    /// SHA-256 of the admin API key (compared in constant time), if one is configured.
+    pub admin_key_hash: Option<[u8; 32]>,
+}
+
+impl State {
+    /// Refuses session work while Redis is misconfigured (it could evict sessions silently).
+    pub fn ensure_redis_policy(&self) -> Result<(), crate::error::ApiError> {
+        if self.redis_policy_ok.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::unavailable(
+                "Redis maxmemory-policy is not noeviction",
+            ))
+        }
+    }
+}
+
+/// Wall-clock now in milliseconds: read here, at the edge, and passed into the domain.
+pub fn now_ms() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The public listener's whole surface.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(fallback::resource("/v1/session").route(web::get().to(session::current)))
+        .service(fallback::resource("/v1/logout").route(web::post().to(session::logout)))
+        .service(fallback::resource("/v1/token").route(web::post().to(session::mint_token)))
+        .service(fallback::resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
+        .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
+}
+
+/// The admin listener's whole surface (every route needs the admin API key).
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(fallback::resource("/admin/sessions").route(web::post().to(admin::create_session)))
+        .service(
+            fallback::resource("/admin/users/{user_id}/sessions")
+                .route(web::get().to(admin::list_user_sessions)),
+        )
+        .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
+}

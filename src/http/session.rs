@@ -1,0 +1,136 @@
+//! `/v1/session`, `/v1/logout`, `/v1/token`: what a holder of a session credential can do.
+
+use super::credential::{presented_session, Presented};
+use super::views::SessionView;
+use super::{cookie, csrf, now_ms, State};
+use crate::error::ApiError;
+use crate::session::Session;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+/// Finds the credential, runs the CSRF checks a cookie needs on unsafe methods (before any
+/// I/O), and loads the live session.
+async fn authenticated(
+    req: &HttpRequest,
+    state: &State,
+    unsafe_method: bool,
+) -> Result<(Presented, Session), ApiError> {
+    let presented = presented_session(req, &state.regions)?
+        .ok_or_else(|| ApiError::unauthorized("no_session", "no session credential presented"))?;
+    if unsafe_method && presented.is_cookie() {
+        csrf::check(
+            req,
+            &state.settings.allowed_origins,
+            &presented.token().secret().csrf_token(),
+        )?;
+    }
+    state.ensure_redis_policy()?;
+    let session = state
+        .service
+        .authenticate(presented.token(), now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    Ok((presented, session))
+}
+
+/// A 401 for a cookie client also expires the dead cookie.
+fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
+    let is_dead_cookie = err.code() == "invalid_session"
+        && super::credential::session_cookie(req).ok().flatten().is_some()
+        && req.headers().get(header::AUTHORIZATION).is_none();
+    if !is_dead_cookie {
+        return err.into();
+    }
+    let mut response = actix_web::ResponseError::error_response(&err);
+    if let Ok(value) = header::HeaderValue::from_str(&cookie::removal_cookie().to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    actix_web::error::InternalError::from_response(err, response).into()
+}
+
+/// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
+pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, actix_web::Error> {
+    let (presented, session) = authenticated(&req, &state, false)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let mut body = serde_json::json!({ "session": SessionView::new(&session, true) });
+    if presented.is_cookie() {
+        body["csrf_token"] = presented.token().secret().csrf_token().expose().into();
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+/// `POST /v1/logout`: ends the current session at once and expires the cookie.
+pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, actix_web::Error> {
+    let (presented, session) = authenticated(&req, &state, true)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    state.service.revoke(&session).await.map_err(ApiError::from)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if presented.is_cookie() {
+        response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+    }
+    Ok(response.json(serde_json::json!({ "logged_out": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    #[serde(default)]
+    audience: Option<String>,
+}
+
+/// `POST /v1/token`: a short-lived JWT for the live session. Body optional: `{"audience": …}`.
+pub async fn mint_token(
+    req: HttpRequest,
+    state: web::Data<State>,
+    body: web::Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let request = parse_optional_json::<TokenRequest>(&req, &body)?;
+    let (_, session) = authenticated(&req, &state, true)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let audience = request.and_then(|r| r.audience);
+    let token = state
+        .service
+        .mint(&session, audience.as_deref(), now_ms())
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "access_token": token.token,
+            "token_type": "Bearer",
+            "expires_in": token.expires_in_secs,
+        })))
+}
+
+/// An empty body is `None`; a non-empty one must be JSON of the right shape.
+fn parse_optional_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("invalid_json", "request body is not valid JSON of the expected shape"))
+}

@@ -1,0 +1,129 @@
+//! JSON shapes of the HTTP API.
+
+use crate::session::{Session, UnixMillis};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A session as clients and admins see it (DESIGN §3). Never contains a secret.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    pub idle_expires_at: String,
+    pub auth_time: String,
+    pub acr: &'static str,
+    pub amr: Vec<String>,
+    pub elevated_at: Option<String>,
+    pub elevated_acr: Option<&'static str>,
+    pub ip: String,
+    pub user_agent: String,
+    pub device: String,
+    pub device_name: String,
+    pub region: String,
+    pub roles: Vec<String>,
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn new(session: &Session, current: bool) -> Self {
+        let r = &session.record;
+        Self {
+            id: session.id.to_string(),
+            user_id: r.user_id.clone(),
+            created_at: rfc3339(r.created_at),
+            last_seen_at: rfc3339(r.last_seen_at),
+            expires_at: rfc3339(r.expires_at),
+            idle_expires_at: rfc3339(r.idle_expires_at.min(r.expires_at)),
+            auth_time: rfc3339(r.auth_time),
+            acr: r.acr.as_str(),
+            amr: r.amr_list(),
+            elevated_at: (r.elevated_at > 0).then(|| rfc3339(r.elevated_at)),
+            elevated_acr: r.elevated_acr.map(|a| a.as_str()),
+            ip: r.ip.clone(),
+            user_agent: r.ua.clone(),
+            device: device_summary(&r.ua),
+            device_name: r.device_name.clone(),
+            region: r.region.clone(),
+            roles: r.role_list(),
+            current,
+        }
+    }
+}
+
+/// RFC 3339 UTC with second precision.
+pub fn rfc3339(ms: UnixMillis) -> String {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// "Firefox on Linux"-style summary of a user agent, for people choosing which device to end.
+/// Deliberately coarse: it names families, never versions.
+pub fn device_summary(ua: &str) -> String {
+    if ua.is_empty() {
+        return "Unknown device".into();
+    }
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("OPR/") || ua.contains("Opera") {
+        "Opera"
+    } else if ua.contains("Firefox/") || ua.contains("FxiOS/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("CriOS/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else {
+        "Unknown browser"
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") || ua.contains("iOS") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("CrOS") {
+        "ChromeOS"
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        "Linux"
+    } else {
+        return browser.into();
+    };
+    format!("{browser} on {os}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarises_common_user_agents() {
+        let cases = [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0", "Edge on Windows"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+            ("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
+            ("curl/8.5.0", "curl"),
+            ("", "Unknown device"),
+        ];
+        for (ua, expected) in cases {
+            assert_eq!(device_summary(ua), expected, "{ua}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_999), "2023-11-14T22:13:20Z");
+    }
+}

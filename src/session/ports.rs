@@ -1,0 +1,105 @@
+//! What the session core needs from the outside world, named by the core and implemented at
+//! the edge (`store/`, `token/`).
+
+use super::id::{SessionId, UserId};
+use super::model::{Session, SessionRecord};
+use super::policy::LimitPolicy;
+use super::UnixMillis;
+use async_trait::async_trait;
+
+/// Failures of a session store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time: callers fail closed (503).
+    #[error("session store unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// The user's credential version moved since the caller checked the credentials.
+    #[error("the user's credentials changed while the session was being created")]
+    CredentialVersionChanged,
+    /// The user holds the maximum number of sessions and the policy is `reject`.
+    #[error("session limit reached")]
+    LimitReached,
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// Result of a successful creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The user's credential version now stamped on the session.
+    pub credential_version: u64,
+    /// Sessions ended to respect the limit (policy `evict`).
+    pub evicted: Vec<String>,
+}
+
+/// Session persistence. Every multi-key change is atomic in the implementation.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session, prunes the user's index and enforces `limit`, all at once.
+    /// With `expected_version`, refuses if the user's credential version differs.
+    async fn create(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        record: &SessionRecord,
+        ttl_ms: i64,
+        limit: LimitPolicy,
+        expected_version: Option<u64>,
+        now: UnixMillis,
+    ) -> Result<Created, StoreError>;
+
+    /// The stored record, or `None` when there is no such live session.
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Moves the idle deadline, only if the session still exists with this secret hash
+    /// (no write may resurrect a deleted session). `false` when it is gone.
+    async fn renew(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        secret_hash: &str,
+        now: UnixMillis,
+        idle_expires_at: UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the session and its index entry. `false` when it was already gone.
+    async fn revoke(&self, id: &SessionId, user: &UserId) -> Result<bool, StoreError>;
+
+    /// The user's live sessions, pruning expired index entries on the way.
+    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError>;
+}
+
+/// A minted access token.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in_secs: u64,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessToken(<redacted>, {}s)", self.expires_in_secs)
+    }
+}
+
+/// Why no access token could be minted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    #[error("audience is not on the allow-list")]
+    UnknownAudience,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Mints short-lived JWTs for live sessions.
+pub trait TokenIssuer: Send + Sync {
+    fn mint(
+        &self,
+        session: &Session,
+        audience: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<AccessToken, MintError>;
+}

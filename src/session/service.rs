@@ -1,0 +1,181 @@
+//! The session service: the one place where a presented credential becomes a live session.
+
+use super::credential::{SecretHash, SessionSecret, SessionToken};
+use super::id::{Region, SessionId, UserId};
+use super::model::{clip, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT};
+use super::policy::{LimitPolicy, Liveness, SessionPolicy};
+use super::ports::{AccessToken, MintError, SessionStore, StoreError, TokenIssuer};
+use super::UnixMillis;
+use std::sync::Arc;
+
+/// Why a credential did not yield a live session.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown, expired, revoked or wrong secret: all look the same to the client.
+    #[error("no valid session")]
+    NoSession,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates, authenticates and ends sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionService {
+    store: Arc<dyn SessionStore>,
+    issuer: Arc<dyn TokenIssuer>,
+    policy: SessionPolicy,
+    limit: LimitPolicy,
+    home: Region,
+    regions: Arc<[Region]>,
+}
+
+impl SessionService {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        issuer: Arc<dyn TokenIssuer>,
+        policy: SessionPolicy,
+        limit: LimitPolicy,
+        home: Region,
+        regions: Vec<Region>,
+    ) -> Self {
+        Self {
+            store,
+            issuer,
+            policy,
+            limit,
+            home,
+            regions: regions.into(),
+        }
+    }
+
+    /// The regions whose session ids this node accepts.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// Starts a session in the home region and returns it with its (only) plain credential.
+    #[tracing::instrument(name = "Create session", skip_all, fields(user.id = %new.user_id, session.id))]
+    pub async fn create(
+        &self,
+        new: NewSession,
+        now: UnixMillis,
+    ) -> Result<(Session, SessionToken), StoreError> {
+        let id = SessionId::generate(&self.home, &new.user_id);
+        tracing::Span::current().record("session.id", tracing::field::display(&id));
+        let secret = SessionSecret::generate();
+        let (idle, absolute) = self.policy.initial_deadlines(now);
+        let mut record = SessionRecord {
+            version: 1,
+            user_id: new.user_id.as_str().to_owned(),
+            credential_version: 0,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: idle,
+            expires_at: absolute,
+            auth_time: new.auth_time.unwrap_or(now).min(now),
+            acr: new.acr,
+            amr: new.amr.join(" "),
+            elevated_at: 0,
+            elevated_acr: None,
+            secret_hash: secret.hash().to_base64(),
+            ip: clip(&new.ip, 45),
+            ua: clip(&new.user_agent, MAX_USER_AGENT),
+            device_name: clip(&new.device_name, MAX_DEVICE_NAME),
+            region: self.home.as_str().to_owned(),
+            roles: new.roles.join(" "),
+        };
+        let ttl = self.policy.ttl_ms(now, idle, absolute);
+        let created = self
+            .store
+            .create(&id, &new.user_id, &record, ttl, self.limit, None, now)
+            .await?;
+        record.credential_version = created.credential_version;
+        for evicted in &created.evicted {
+            tracing::info!(session.evicted = %evicted, "session limit reached: least recently used session ended");
+        }
+        tracing::info!("session created");
+        let token = SessionToken::new(id.clone(), secret);
+        Ok((Session { id, record }, token))
+    }
+
+    /// Turns a presented token into a live session, renewing it when the policy says so.
+    #[tracing::instrument(name = "Authenticate session", skip_all, fields(session.id = %token.id()))]
+    pub async fn authenticate(
+        &self,
+        token: &SessionToken,
+        now: UnixMillis,
+    ) -> Result<Session, AuthError> {
+        let record = self
+            .store
+            .load(token.id())
+            .await?
+            .ok_or(AuthError::NoSession)?;
+        let user = UserId::parse(&record.user_id).map_err(|_| AuthError::NoSession)?;
+        let stored = SecretHash::from_base64(&record.secret_hash).ok_or(AuthError::NoSession)?;
+        // The hash comparison is constant time; the tag check only guards against a record that
+        // does not belong under this id at all.
+        if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
+            return Err(AuthError::NoSession);
+        }
+        let mut session = Session {
+            id: token.id().clone(),
+            record,
+        };
+        match self.policy.check(
+            now,
+            session.record.last_seen_at,
+            session.record.idle_expires_at,
+            session.record.expires_at,
+        ) {
+            Liveness::Expired => Err(AuthError::NoSession),
+            Liveness::Live => Ok(session),
+            Liveness::Renew {
+                idle_expires_at,
+                ttl_ms,
+            } => {
+                let renewed = self
+                    .store
+                    .renew(
+                        &session.id,
+                        &user,
+                        &session.record.secret_hash,
+                        now,
+                        idle_expires_at,
+                        ttl_ms,
+                    )
+                    .await?;
+                if !renewed {
+                    return Err(AuthError::NoSession);
+                }
+                session.record.last_seen_at = now;
+                session.record.idle_expires_at = idle_expires_at;
+                Ok(session)
+            }
+        }
+    }
+
+    /// Ends a session (the caller has authenticated it). `false` if it was already gone.
+    #[tracing::instrument(name = "Revoke session", skip_all, fields(session.id = %session.id))]
+    pub async fn revoke(&self, session: &Session) -> Result<bool, StoreError> {
+        let user = UserId::parse(&session.record.user_id)
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("stored user id is invalid: {e}")))?;
+        let revoked = self.store.revoke(&session.id, &user).await?;
+        tracing::info!(revoked, "session revoked");
+        Ok(revoked)
+    }
+
+    /// The user's live sessions.
+    pub async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
+        self.store.list(user, now).await
+    }
+
+    /// Mints a short-lived JWT for a live session.
+    pub fn mint(
+        &self,
+        session: &Session,
+        audience: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<AccessToken, MintError> {
+        self.issuer.mint(session, audience, now)
+    }
+}

@@ -1,0 +1,90 @@
+//! Connections to one region's Redis, with explicit timeouts everywhere.
+
+use anyhow::Context;
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+
+/// Connection settings (see `config.rs` for the documented defaults).
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Opening a TCP connection (and the handshake) may take this long.
+    pub connect_timeout: Duration,
+    /// Any single command may take this long before the request fails closed with 503.
+    pub command_timeout: Duration,
+    /// Connections for out-of-band work (health probes, key ring, stream readers).
+    pub pool_size: usize,
+}
+
+/// The connections a node holds to one Redis.
+#[derive(Clone)]
+pub struct RedisConnections {
+    /// Multiplexed and self-reconnecting: the request path.
+    pub manager: ConnectionManager,
+    /// Pooled connections for work that may hold one (never on the request path: a deadpool
+    /// checkout sends extra commands and costs a third of the throughput).
+    pub pool: deadpool_redis::Pool,
+}
+
+impl RedisConnections {
+    /// Connects, or explains what is wrong with the URL or the server.
+    pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
+        let client = redis::Client::open(settings.url.as_str())
+            .with_context(|| "TESSERA_REDIS_URL is not a valid redis:// URL")?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            // Reconnect quickly and give up quickly: a request waits at most for one attempt,
+            // the next request tries again.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach Redis at {}: start redis-server or set TESSERA_REDIS_URL",
+                    redact_url(&settings.url)
+                )
+            })?;
+        let mut pool_config = deadpool_redis::Config::from_url(settings.url.clone());
+        pool_config.pool = Some(PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: Timeouts {
+                wait: Some(settings.connect_timeout),
+                create: Some(settings.connect_timeout),
+                recycle: Some(settings.command_timeout),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1))
+            .context("cannot build the Redis connection pool")?;
+        Ok(Self { manager, pool })
+    }
+}
+
+/// The URL without its password, for log lines and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://<credentials>{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("redis://user:hunter2@db:6379/0"),
+            "redis://<credentials>@db:6379/0"
+        );
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

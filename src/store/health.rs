@@ -1,0 +1,58 @@
+//! Redis health: reachability and the eviction policy Tessera insists on.
+
+use anyhow::{anyhow, Context};
+
+/// Reads `maxmemory_policy` from `INFO memory` (works where `CONFIG` is disabled, as on most
+/// managed Redis offerings).
+pub async fn maxmemory_policy(pool: &deadpool_redis::Pool) -> anyhow::Result<String> {
+    let mut conn = pool.get().await.context("no Redis connection")?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .context("INFO memory failed")?;
+    parse_policy(&info).ok_or_else(|| anyhow!("INFO memory has no maxmemory_policy line"))
+}
+
+fn parse_policy(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(|p| p.trim().to_owned())
+}
+
+/// Refuses any policy that could silently drop sessions or revocations.
+pub fn check_policy(policy: &str) -> anyhow::Result<()> {
+    if policy == "noeviction" {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "Redis maxmemory-policy is '{policy}': Tessera refuses to run on a Redis that may evict \
+             keys (an evicted session or revocation would silently vanish). Fix: set \
+             `maxmemory-policy noeviction` in redis.conf, run `CONFIG SET maxmemory-policy \
+             noeviction`, or choose 'noeviction' in your managed Redis settings"
+        ))
+    }
+}
+
+/// `PING` over a pooled connection.
+pub async fn ping(pool: &deadpool_redis::Pool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.context("no Redis connection")?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_policy_line() {
+        let info = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\n";
+        assert_eq!(parse_policy(info).as_deref(), Some("allkeys-lru"));
+        assert!(check_policy("allkeys-lru")
+            .unwrap_err()
+            .to_string()
+            .contains("noeviction"));
+        assert!(check_policy("noeviction").is_ok());
+    }
+}

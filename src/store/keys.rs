@@ -1,0 +1,72 @@
+//! Redis key layout. Every key of one user shares the `{tag}` hash tag, so each multi-key
+//! script touches a single Redis Cluster slot.
+
+use crate::session::{SessionId, UserId};
+
+/// Builds keys under a configurable prefix (default `tsr`; tests use one prefix each).
+#[derive(Clone, Debug)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+impl KeyLayout {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `tsr:s:{tag}:<session id>`: the session record.
+    pub fn session(&self, id: &SessionId) -> String {
+        format!("{}{}", self.session_prefix(id.tag()), id)
+    }
+
+    /// `tsr:s:{tag}:`: prefix of every session key of the users with this tag.
+    pub fn session_prefix(&self, tag: &str) -> String {
+        format!("{}:s:{{{tag}}}:", self.prefix)
+    }
+
+    /// `tsr:u:{tag}:<user id>`: sorted set of the user's session ids, scored by expiry (ms).
+    pub fn user_index(&self, user: &UserId) -> String {
+        format!("{}:u:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
+    /// `tsr:v:{tag}:<user id>`: the user's credential version.
+    pub fn credential_version(&self, user: &UserId) -> String {
+        format!("{}:v:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
+    /// The shared signing key ring.
+    pub fn keyring(&self) -> String {
+        format!("{}:keyring", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Region;
+
+    /// Redis Cluster hashes only the part between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = key[open..].find('}').unwrap() + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn all_keys_of_a_user_share_one_hash_tag() {
+        let layout = KeyLayout::new("tsr");
+        let user = UserId::parse("alice@example.com").unwrap();
+        let id = SessionId::generate(&Region::parse("eu").unwrap(), &user);
+        let keys = [
+            layout.session(&id),
+            layout.user_index(&user),
+            layout.credential_version(&user),
+        ];
+        for key in &keys {
+            assert_eq!(hash_tag(key), user.tag(), "{key}");
+        }
+        assert!(layout.session(&id).starts_with(&layout.session_prefix(&user.tag())));
+    }
+}

@@ -1,0 +1,16 @@
+-- Move a session's idle deadline, only if it still exists with the expected secret hash.
+-- Never creates anything: a session deleted meanwhile stays deleted.
+-- KEYS[1] session key, KEYS[2] user index
+-- ARGV[1] expected secret hash, ARGV[2] now ms, ARGV[3] new idle deadline ms, ARGV[4] ttl ms,
+-- ARGV[5] session id
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+if rec.sh ~= ARGV[1] then return 0 end
+rec.ls = tonumber(ARGV[2])
+rec.ie = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], cjson.encode(rec), 'PX', ARGV[4], 'XX')
+redis.call('ZADD', KEYS[2], 'XX', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[5])
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if top[2] then redis.call('PEXPIREAT', KEYS[2], top[2]) end
+return 1

@@ -1,0 +1,165 @@
+//! `SessionStore` on Redis: one JSON string per session plus a per-user sorted set, changed
+//! only through the Lua scripts in `lua/` so every multi-key change is atomic.
+
+use super::keys::KeyLayout;
+use super::store_error;
+use crate::session::policy::{LimitPolicy, OnLimit};
+use crate::session::ports::Created;
+use crate::session::{Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId};
+use crate::session::UnixMillis;
+use anyhow::anyhow;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+use std::sync::LazyLock;
+
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke.lua")));
+static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
+
+/// Sessions of one region's Redis.
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    conn: ConnectionManager,
+    keys: KeyLayout,
+    regions: Vec<Region>,
+}
+
+impl RedisSessionStore {
+    pub fn new(conn: ConnectionManager, keys: KeyLayout, regions: Vec<Region>) -> Self {
+        Self {
+            conn,
+            keys,
+            regions,
+        }
+    }
+
+    fn decode(raw: &str) -> Result<SessionRecord, StoreError> {
+        serde_json::from_str(raw)
+            .map_err(|e| StoreError::Other(anyhow!("undecodable session record: {e}")))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn create(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        record: &SessionRecord,
+        ttl_ms: i64,
+        limit: LimitPolicy,
+        expected_version: Option<u64>,
+        now: UnixMillis,
+    ) -> Result<Created, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Other(e.into()))?;
+        let reply: Vec<Value> = CREATE
+            .key(self.keys.session(id))
+            .key(self.keys.user_index(user))
+            .key(self.keys.credential_version(user))
+            .arg(json)
+            .arg(ttl_ms)
+            .arg(now)
+            .arg(limit.max_sessions.max(1))
+            .arg(match limit.on_limit {
+                OnLimit::Evict => "evict",
+                OnLimit::Reject => "reject",
+            })
+            .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(id.as_str())
+            .arg(self.keys.session_prefix(id.tag()))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        let text = |v: &Value| -> Result<String, StoreError> {
+            redis::from_redis_value_ref(v).map_err(|e| StoreError::Other(e.into()))
+        };
+        let status = reply.first().map(text).transpose()?.unwrap_or_default();
+        let version: u64 = reply
+            .get(1)
+            .map(redis::from_redis_value_ref)
+            .transpose()
+            .map_err(|e| StoreError::Other(e.into()))?
+            .unwrap_or(0);
+        match status.as_str() {
+            "ok" => Ok(Created {
+                credential_version: version,
+                evicted: reply[2..].iter().map(text).collect::<Result<_, _>>()?,
+            }),
+            "version" => Err(StoreError::CredentialVersionChanged),
+            "limit" => Err(StoreError::LimitReached),
+            other => Err(StoreError::Other(anyhow!(
+                "create script answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let raw: Option<String> = self
+            .conn
+            .clone()
+            .get(self.keys.session(id))
+            .await
+            .map_err(store_error)?;
+        raw.as_deref().map(Self::decode).transpose()
+    }
+
+    async fn renew(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        secret_hash: &str,
+        now: UnixMillis,
+        idle_expires_at: UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done: i64 = RENEW
+            .key(self.keys.session(id))
+            .key(self.keys.user_index(user))
+            .arg(secret_hash)
+            .arg(now)
+            .arg(idle_expires_at)
+            .arg(ttl_ms)
+            .arg(id.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(done == 1)
+    }
+
+    async fn revoke(&self, id: &SessionId, user: &UserId) -> Result<bool, StoreError> {
+        let n: i64 = REVOKE
+            .key(self.keys.session(id))
+            .key(self.keys.user_index(user))
+            .arg(id.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(n > 0)
+    }
+
+    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
+        let flat: Vec<String> = LIST
+            .key(self.keys.user_index(user))
+            .arg(now)
+            .arg(self.keys.session_prefix(&user.tag()))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        let mut sessions = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let record = Self::decode(&pair[1])?;
+            // Skip anything that does not belong to this user or region set (defence in depth).
+            let Ok(id) = SessionId::parse(&pair[0], &self.regions) else {
+                continue;
+            };
+            if record.user_id != user.as_str() || record.expires_at <= now {
+                continue;
+            }
+            sessions.push(Session { id, record });
+        }
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen_at));
+        Ok(sessions)
+    }
+}

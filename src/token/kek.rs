@@ -1,0 +1,156 @@
+//! The key-encryption key: private signing keys rest in Redis only as AES-256-GCM ciphertext
+//! under it, with the `kid` as associated data (a ciphertext cannot be moved to another kid).
+
+use anyhow::{anyhow, bail, Context};
+use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use std::fmt;
+use std::path::Path;
+
+/// File name of the KEK inside the keys directory.
+pub const KEK_FILE: &str = "kek";
+
+/// 256-bit key-encryption key.
+pub struct Kek {
+    key: RandomizedNonceKey,
+    /// First bytes of SHA-256(key): lets an operator tell two KEKs apart without revealing one.
+    fingerprint: String,
+}
+
+impl Kek {
+    pub fn from_base64(text: &str) -> anyhow::Result<Self> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim().trim_end_matches('='))
+            .context("the key-encryption key must be 32 bytes, base64url")?;
+        if bytes.len() != 32 {
+            bail!(
+                "the key-encryption key must be 32 bytes, base64url (got {} bytes)",
+                bytes.len()
+            );
+        }
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+        Ok(Self {
+            key: RandomizedNonceKey::new(&AES_256_GCM, &bytes)
+                .map_err(|_| anyhow!("cannot build AES-256-GCM key"))?,
+            fingerprint: hex::encode(&digest[..4]),
+        })
+    }
+
+    /// A fresh KEK in its base64url text form.
+    pub fn generate_text() -> anyhow::Result<String> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| anyhow!("random generator failed"))?;
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// `TESSERA_KEK` text if given, else `<dir>/kek`; with `create_missing`, a missing file is
+    /// created (mode 0600) so a first local start needs no setup.
+    pub fn load(text: Option<&str>, dir: &Path, create_missing: bool) -> anyhow::Result<(Self, bool)> {
+        if let Some(text) = text {
+            return Ok((Self::from_base64(text).context("TESSERA_KEK")?, false));
+        }
+        let path = dir.join(KEK_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((
+                Self::from_base64(&text).with_context(|| format!("{}", path.display()))?,
+                false,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_missing => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create keys directory {}", dir.display()))?;
+                let text = Self::generate_text()?;
+                write_private(&path, &text)?;
+                Ok((Self::from_base64(&text)?, true))
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot read the key-encryption key {} (set TESSERA_KEK, or create the file with \
+                     `tessera keys generate-kek > {}`)",
+                    path.display(),
+                    path.display()
+                )
+            }),
+        }
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Encrypts `plaintext` bound to `kid`; returns (nonce, ciphertext+tag), both base64url.
+    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> anyhow::Result<(String, String)> {
+        let mut buf = plaintext.to_vec();
+        let nonce = self
+            .key
+            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| anyhow!("encryption failed"))?;
+        let nonce: &[u8; NONCE_LEN] = nonce.as_ref();
+        Ok((URL_SAFE_NO_PAD.encode(nonce), URL_SAFE_NO_PAD.encode(buf)))
+    }
+
+    pub fn open(&self, kid: &str, nonce: &str, ciphertext: &str) -> anyhow::Result<Vec<u8>> {
+        let nonce = URL_SAFE_NO_PAD.decode(nonce).context("bad nonce encoding")?;
+        let nonce = Nonce::try_assume_unique_for_key(&nonce).map_err(|_| anyhow!("bad nonce"))?;
+        let mut buf = URL_SAFE_NO_PAD.decode(ciphertext).context("bad ciphertext encoding")?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| {
+                anyhow!(
+                    "cannot decrypt signing key {kid}: the key ring in Redis was written with a \
+                     different key-encryption key than this node's (fingerprint {}). Give every \
+                     node the same TESSERA_KEK or keys directory",
+                    self.fingerprint
+                )
+            })?;
+        Ok(plain.to_vec())
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kek(fingerprint {})", self.fingerprint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_under_the_same_kek_and_kid() {
+        let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let other = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let (nonce, ct) = kek.seal("kid-1", b"private key").unwrap();
+        assert_eq!(kek.open("kid-1", &nonce, &ct).unwrap(), b"private key");
+        assert!(kek.open("kid-2", &nonce, &ct).is_err());
+        let err = other.open("kid-1", &nonce, &ct).unwrap_err().to_string();
+        assert!(err.contains("different key-encryption key"), "{err}");
+    }
+
+    #[test]
+    fn wrong_length_keks_are_refused_with_a_clear_message() {
+        let err = Kek::from_base64("c2hvcnQ").unwrap_err().to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+    }
+}
