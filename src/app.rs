@@ -39,12 +39,22 @@ impl Application {
 
         let layout = KeyLayout::new(settings.key_prefix.clone());
         let (kek, kek_created) = Kek::load(settings.kek.as_deref(), &settings.keys_dir, true)?;
-        let (ring, created) =
-            store::keyring::load_or_create(&redis.pool, &layout, &kek, settings.signing(), http::now_ms())
-                .await?;
+        let (ring, created) = store::keyring::load_or_create(
+            &redis.pool,
+            &layout,
+            &kek,
+            settings.signing(),
+            http::now_ms(),
+        )
+        .await?;
         let opened = ring.open(&kek)?;
         let keys = ActiveKeys::from_ring(&opened, http::now_ms())?;
-        tracing::info!(kid = keys.signing_kid(), created, kek = kek.fingerprint(), "key ring loaded");
+        tracing::info!(
+            kid = keys.signing_kid(),
+            created,
+            kek = kek.fingerprint(),
+            "key ring loaded"
+        );
         let issuer = Issuer::new(settings.issuer_settings(), keys);
 
         let regions = settings.known_regions();
@@ -158,7 +168,9 @@ fn serve(
 /// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and the key ring
 /// (picking up rotations) every `redis_check_interval_secs`.
 async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout, kek: Kek) {
-    let mut tick = tokio::time::interval(Duration::from_secs(state.settings.redis_check_interval_secs.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(
+        state.settings.redis_check_interval_secs.max(1),
+    ));
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -176,11 +188,18 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read Redis INFO"),
         }
         match store::keyring::load_current(&pool, &layout).await {
-            Ok(Some(ring)) => match ring.open(&kek).and_then(|o| ActiveKeys::from_ring(&o, http::now_ms())) {
+            Ok(Some(ring)) => match ring
+                .open(&kek)
+                .and_then(|o| ActiveKeys::from_ring(&o, http::now_ms()))
+            {
                 Ok(keys) => state.issuer.replace_keys(keys),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys")
+                }
             },
-            Ok(None) => tracing::error!("the key ring disappeared from Redis; keeping the current keys"),
+            Ok(None) => {
+                tracing::error!("the key ring disappeared from Redis; keeping the current keys")
+            }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the key ring"),
         }
     }

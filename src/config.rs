@@ -137,7 +137,10 @@ impl Settings {
                 field.to_uppercase()
             )
         }
-        for (field, addr) in [("public_addr", &self.public_addr), ("admin_addr", &self.admin_addr)] {
+        for (field, addr) in [
+            ("public_addr", &self.public_addr),
+            ("admin_addr", &self.admin_addr),
+        ] {
             addr.parse::<std::net::SocketAddr>()
                 .map_err(|_| bad(field, format!("'{addr}' is not an IP:port address")))?;
         }
@@ -173,7 +176,8 @@ impl Settings {
         Region::parse(&self.region)
             .map_err(|_| bad("region", "must be 1-32 characters of a-z, 0-9 and '-'"))?;
         for r in &self.regions {
-            Region::parse(r).map_err(|_| bad("regions", format!("'{r}' is not a valid region name")))?;
+            Region::parse(r)
+                .map_err(|_| bad("regions", format!("'{r}' is not a valid region name")))?;
         }
         if !self.regions.is_empty() && !self.regions.contains(&self.region) {
             return Err(bad("regions", "must include the home region `region`"));
@@ -182,7 +186,10 @@ impl Settings {
             return Err(bad("idle_timeout_secs", "must be at least 1"));
         }
         if self.absolute_timeout_secs < self.idle_timeout_secs {
-            return Err(bad("absolute_timeout_secs", "must be at least idle_timeout_secs"));
+            return Err(bad(
+                "absolute_timeout_secs",
+                "must be at least idle_timeout_secs",
+            ));
         }
         if self.max_sessions_per_user == 0 {
             return Err(bad("max_sessions_per_user", "must be at least 1"));
@@ -194,7 +201,10 @@ impl Settings {
             return Err(bad("max_body_bytes", "must be at least 1024"));
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
-            return Err(bad("key_prefix", "must be non-empty, without braces or spaces"));
+            return Err(bad(
+                "key_prefix",
+                "must be non-empty, without braces or spaces",
+            ));
         }
         Ok(())
     }
@@ -235,7 +245,12 @@ impl Settings {
 
     pub fn issuer_settings(&self) -> IssuerSettings {
         let mut audiences = vec![self.audience.clone()];
-        audiences.extend(self.audiences.iter().filter(|a| **a != self.audience).cloned());
+        audiences.extend(
+            self.audiences
+                .iter()
+                .filter(|a| **a != self.audience)
+                .cloned(),
+        );
         IssuerSettings {
             issuer: self.issuer.clone(),
             default_audience: self.audience.clone(),
@@ -291,7 +306,11 @@ mod tests {
             admin_api_key: Some("short".into()),
             ..Settings::default()
         };
-        assert!(s.validate().unwrap_err().to_string().contains("admin_api_key"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("admin_api_key"));
 
         let s = Settings {
             regions: vec!["eu".into()],

@@ -93,5 +93,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn ip(addr: &str) -> String {
-    addr.rsplit_once(':').map(|(h, _)| h.to_owned()).unwrap_or_default()
+    addr.rsplit_once(':')
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or_default()
 }

@@ -29,7 +29,9 @@ impl FromRequest for AdminKey {
 
 fn check_admin_key(req: &HttpRequest) -> Result<AdminKey, ApiError> {
     let refuse = || ApiError::unauthorized("invalid_api_key", "a valid admin API key is required");
-    let state = req.app_data::<web::Data<State>>().ok_or_else(|| ApiError::internal("state missing"))?;
+    let state = req
+        .app_data::<web::Data<State>>()
+        .ok_or_else(|| ApiError::internal("state missing"))?;
     let expected = state.admin_key_hash.as_ref().ok_or_else(refuse)?;
     let presented = req
         .headers()
@@ -72,7 +74,8 @@ fn words(field: &'static str, list: Vec<String>) -> Result<Vec<String>, ApiError
     let ok = list.len() <= 16
         && list.iter().all(|w| {
             (1..=64).contains(&w.len())
-                && w.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
         });
     if ok {
         Ok(list)
@@ -93,12 +96,22 @@ pub async fn create_session(
     state.ensure_redis_policy()?;
     let body = body.into_inner();
     let user_id = UserId::parse(&body.user_id).map_err(|_| {
-        ApiError::bad_request("invalid_user_id", "user_id must be 1-128 characters of [A-Za-z0-9._@:-]")
+        ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
+        )
     })?;
     if !body.ip.is_empty() && body.ip.parse::<std::net::IpAddr>().is_err() {
-        return Err(ApiError::bad_request("invalid_request", "`ip` is not an IP address"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`ip` is not an IP address",
+        ));
     }
-    let amr = if body.amr.is_empty() { vec![body.acr.as_str().to_owned()] } else { words("amr", body.amr)? };
+    let amr = if body.amr.is_empty() {
+        vec![body.acr.as_str().to_owned()]
+    } else {
+        words("amr", body.amr)?
+    };
     let new = NewSession {
         user_id,
         acr: body.acr,
@@ -127,10 +140,16 @@ pub async fn list_user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_redis_policy()?;
     let user_id = UserId::parse(&path.into_inner()).map_err(|_| {
-        ApiError::bad_request("invalid_user_id", "user_id must be 1-128 characters of [A-Za-z0-9._@:-]")
+        ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
+        )
     })?;
     let sessions = state.service.list(&user_id, now_ms()).await?;
-    let views: Vec<_> = sessions.iter().map(|s| SessionView::new(s, false)).collect();
+    let views: Vec<_> = sessions
+        .iter()
+        .map(|s| SessionView::new(s, false))
+        .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "user_id": user_id.as_str(), "sessions": views })))

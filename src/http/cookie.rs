@@ -37,7 +37,14 @@ mod tests {
     #[test]
     fn session_cookie_has_every_protective_attribute() {
         let text = session_cookie("tsr_s_x.y".into(), 60).to_string();
-        for part in ["__Host-tessera=tsr_s_x.y", "HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
+        for part in [
+            "__Host-tessera=tsr_s_x.y",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
         assert!(!text.contains("Domain"));
@@ -46,7 +53,14 @@ mod tests {
     #[test]
     fn removal_keeps_the_attributes_and_expires() {
         let text = removal_cookie().to_string();
-        for part in ["__Host-tessera=", "HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=0"] {
+        for part in [
+            "__Host-tessera=",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=0",
+        ] {
             assert!(text.contains(part), "{text} lacks {part}");
         }
     }

@@ -67,16 +67,12 @@ pub fn presented_session(
     regions: &[Region],
 ) -> Result<Option<Presented>, ApiError> {
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
-        let raw = auth
-            .to_str()
-            .ok()
-            .and_then(bearer_value)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_authorization",
-                    "Authorization must be `Bearer <session token>`",
-                )
-            })?;
+        let raw = auth.to_str().ok().and_then(bearer_value).ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_authorization",
+                "Authorization must be `Bearer <session token>`",
+            )
+        })?;
         let token = SessionToken::parse(raw, regions).map_err(|e| {
             tracing::info!(reason = %e, "bearer credential refused");
             ApiError::invalid_session()

@@ -20,11 +20,9 @@ pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiErro
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or_default();
-            origin
-                .split_once("://")
-                .is_some_and(|(scheme, rest)| {
-                    matches!(scheme, "http" | "https") && !host.is_empty() && rest == host
-                })
+            origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !host.is_empty() && rest == host
+            })
         } else {
             allowed.iter().any(|a| a == origin)
         };
@@ -47,7 +45,10 @@ pub fn check(req: &HttpRequest, allowed: &[String], expected: &CsrfToken) -> Res
     if expected.matches(presented) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("csrf_token_invalid", "X-CSRF-Token does not match the session"))
+        Err(ApiError::forbidden(
+            "csrf_token_invalid",
+            "X-CSRF-Token does not match the session",
+        ))
     }
 }
 

@@ -47,7 +47,8 @@ fn json_error(err: &JsonPayloadError) -> ApiError {
             // "missing field"/"unknown field" name only a field; other data errors would quote
             // the offending value (maybe a password), so they get a neutral text.
             let text = e.to_string();
-            let message = if text.starts_with("missing field") || text.starts_with("unknown field") {
+            let message = if text.starts_with("missing field") || text.starts_with("unknown field")
+            {
                 format!("invalid request body: {text}")
             } else {
                 format!(

@@ -38,7 +38,10 @@ async fn authenticated(
 /// A 401 for a cookie client also expires the dead cookie.
 fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
     let is_dead_cookie = err.code() == "invalid_session"
-        && super::credential::session_cookie(req).ok().flatten().is_some()
+        && super::credential::session_cookie(req)
+            .ok()
+            .flatten()
+            .is_some()
         && req.headers().get(header::AUTHORIZATION).is_none();
     if !is_dead_cookie {
         return err.into();
@@ -51,7 +54,10 @@ fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
 }
 
 /// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
-pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn current(
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, actix_web::Error> {
     let (presented, session) = authenticated(&req, &state, false)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
@@ -65,11 +71,18 @@ pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpRe
 }
 
 /// `POST /v1/logout`: ends the current session at once and expires the cookie.
-pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, actix_web::Error> {
     let (presented, session) = authenticated(&req, &state, true)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
-    state.service.revoke(&session).await.map_err(ApiError::from)?;
+    state
+        .service
+        .revoke(&session)
+        .await
+        .map_err(ApiError::from)?;
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     if presented.is_cookie() {
@@ -130,7 +143,10 @@ fn parse_optional_json<T: serde::de::DeserializeOwned>(
             "send the body as application/json",
         ));
     }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("invalid_json", "request body is not valid JSON of the expected shape"))
+    serde_json::from_slice(body).map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_json",
+            "request body is not valid JSON of the expected shape",
+        )
+    })
 }

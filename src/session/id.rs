@@ -27,9 +27,9 @@ pub struct UserId(String);
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let ok = (1..=128).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b':' | b'-'));
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b':' | b'-')
+            });
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -193,7 +193,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn regions() -> Vec<Region> {
-        vec![Region::parse("eu").unwrap(), Region::parse("us-east").unwrap()]
+        vec![
+            Region::parse("eu").unwrap(),
+            Region::parse("us-east").unwrap(),
+        ]
     }
 
     #[test]

@@ -24,6 +24,20 @@ pub enum StoreError {
     Other(anyhow::Error),
 }
 
+/// Everything a store needs to create one session.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateRequest<'a> {
+    pub id: &'a SessionId,
+    pub user: &'a UserId,
+    pub record: &'a SessionRecord,
+    /// Redis TTL: the nearer of the idle and absolute deadlines.
+    pub ttl_ms: i64,
+    pub limit: LimitPolicy,
+    /// Refuse unless the user's credential version is still this (None: take whatever it is).
+    pub expected_version: Option<u64>,
+    pub now: UnixMillis,
+}
+
 /// Result of a successful creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -38,16 +52,7 @@ pub struct Created {
 pub trait SessionStore: Send + Sync {
     /// Stores a new session, prunes the user's index and enforces `limit`, all at once.
     /// With `expected_version`, refuses if the user's credential version differs.
-    async fn create(
-        &self,
-        id: &SessionId,
-        user: &UserId,
-        record: &SessionRecord,
-        ttl_ms: i64,
-        limit: LimitPolicy,
-        expected_version: Option<u64>,
-        now: UnixMillis,
-    ) -> Result<Created, StoreError>;
+    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, StoreError>;
 
     /// The stored record, or `None` when there is no such live session.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;

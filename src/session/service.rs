@@ -4,7 +4,7 @@ use super::credential::{SecretHash, SessionSecret, SessionToken};
 use super::id::{Region, SessionId, UserId};
 use super::model::{clip, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT};
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
-use super::ports::{AccessToken, MintError, SessionStore, StoreError, TokenIssuer};
+use super::ports::{AccessToken, CreateRequest, MintError, SessionStore, StoreError, TokenIssuer};
 use super::UnixMillis;
 use std::sync::Arc;
 
@@ -87,7 +87,15 @@ impl SessionService {
         let ttl = self.policy.ttl_ms(now, idle, absolute);
         let created = self
             .store
-            .create(&id, &new.user_id, &record, ttl, self.limit, None, now)
+            .create(CreateRequest {
+                id: &id,
+                user: &new.user_id,
+                record: &record,
+                ttl_ms: ttl,
+                limit: self.limit,
+                expected_version: None,
+                now,
+            })
             .await?;
         record.credential_version = created.credential_version;
         for evicted in &created.evicted {

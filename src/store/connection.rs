@@ -85,6 +85,9 @@ mod tests {
             redact_url("redis://user:hunter2@db:6379/0"),
             "redis://<credentials>@db:6379/0"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 }

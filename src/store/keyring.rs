@@ -13,7 +13,10 @@ pub async fn load_or_create(
     alg: SigningAlg,
     now: i64,
 ) -> anyhow::Result<(StoredRing, bool)> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     if let Some(ring) = load(&mut conn, &key).await? {
         return Ok((ring, false));
@@ -42,7 +45,10 @@ pub async fn load_current(
     pool: &deadpool_redis::Pool,
     keys: &KeyLayout,
 ) -> anyhow::Result<Option<StoredRing>> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     load(&mut conn, &keys.keyring()).await
 }
 

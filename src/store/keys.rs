@@ -67,6 +67,8 @@ mod tests {
         for key in &keys {
             assert_eq!(hash_tag(key), user.tag(), "{key}");
         }
-        assert!(layout.session(&id).starts_with(&layout.session_prefix(&user.tag())));
+        assert!(layout
+            .session(&id)
+            .starts_with(&layout.session_prefix(&user.tag())));
     }
 }

@@ -3,10 +3,10 @@
 
 use super::keys::KeyLayout;
 use super::store_error;
-use crate::session::policy::{LimitPolicy, OnLimit};
-use crate::session::ports::Created;
-use crate::session::{Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId};
+use crate::session::policy::OnLimit;
+use crate::session::ports::{CreateRequest, Created};
 use crate::session::UnixMillis;
+use crate::session::{Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -43,16 +43,16 @@ impl RedisSessionStore {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
-    async fn create(
-        &self,
-        id: &SessionId,
-        user: &UserId,
-        record: &SessionRecord,
-        ttl_ms: i64,
-        limit: LimitPolicy,
-        expected_version: Option<u64>,
-        now: UnixMillis,
-    ) -> Result<Created, StoreError> {
+    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, StoreError> {
+        let CreateRequest {
+            id,
+            user,
+            record,
+            ttl_ms,
+            limit,
+            expected_version,
+            now,
+        } = request;
         let json = serde_json::to_string(record).map_err(|e| StoreError::Other(e.into()))?;
         let reply: Vec<Value> = CREATE
             .key(self.keys.session(id))

@@ -80,8 +80,12 @@ impl TokenIssuer for Issuer {
             sub: record.user_id.clone(),
             aud: Audience::One(audience),
             // Never outlive the session itself.
-            exp: (now_secs + self.settings.lifetime_secs)
-                .min(record.idle_expires_at.min(record.expires_at).div_euclid(1000)),
+            exp: (now_secs + self.settings.lifetime_secs).min(
+                record
+                    .idle_expires_at
+                    .min(record.expires_at)
+                    .div_euclid(1000),
+            ),
             nbf: now_secs,
             iat: now_secs,
             jti: uuid::Uuid::new_v4().simple().to_string(),
@@ -114,7 +118,7 @@ fn metrics_mint() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Acr, SessionId, SessionRecord, UserId, Region};
+    use crate::session::{Acr, Region, SessionId, SessionRecord, UserId};
     use crate::token::{Kek, SigningAlg, StoredRing};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
@@ -186,7 +190,10 @@ mod tests {
         let mut it = token.split('.');
         let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
         let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
-        (serde_json::from_slice(&h).unwrap(), serde_json::from_slice(&c).unwrap())
+        (
+            serde_json::from_slice(&h).unwrap(),
+            serde_json::from_slice(&c).unwrap(),
+        )
     }
 
     #[test]
@@ -216,7 +223,10 @@ mod tests {
         assert!(issuer.validate(&token, now + 304).is_ok());
         assert_eq!(issuer.validate(&token, now + 305), Err(TokenError::Expired));
         assert!(issuer.validate(&token, now - 5).is_ok());
-        assert_eq!(issuer.validate(&token, now - 6), Err(TokenError::NotYetValid));
+        assert_eq!(
+            issuer.validate(&token, now - 6),
+            Err(TokenError::NotYetValid)
+        );
     }
 
     #[test]
@@ -264,8 +274,16 @@ mod tests {
         let none_header = with_header(serde_json::json!({"alg": "none"}));
         let none = format!("{}.{}.", b64(&none_header), b64(&claims));
         assert_eq!(issuer.validate(&none, now), Err(TokenError::Malformed));
-        let none_sig = format!("{}.{}.{}", b64(&none_header), b64(&claims), good.rsplit('.').next().unwrap());
-        assert_eq!(issuer.validate(&none_sig, now), Err(TokenError::UnsupportedAlgorithm));
+        let none_sig = format!(
+            "{}.{}.{}",
+            b64(&none_header),
+            b64(&claims),
+            good.rsplit('.').next().unwrap()
+        );
+        assert_eq!(
+            issuer.validate(&none_sig, now),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
 
         // HS256 "signed" with the public key (key confusion).
         let keys = issuer.keys();
@@ -284,33 +302,108 @@ mod tests {
         );
 
         // EdDSA header on an ES256 key: the algorithm is pinned to the key.
-        let ed = resign(&issuer, &with_header(serde_json::json!({"alg": "EdDSA"})), &claims);
-        assert_eq!(issuer.validate(&ed, now), Err(TokenError::AlgorithmMismatch));
+        let ed = resign(
+            &issuer,
+            &with_header(serde_json::json!({"alg": "EdDSA"})),
+            &claims,
+        );
+        assert_eq!(
+            issuer.validate(&ed, now),
+            Err(TokenError::AlgorithmMismatch)
+        );
 
         let cases = [
-            (with_header(serde_json::json!({"kid": "nope"})), claims.clone(), TokenError::UnknownKid),
-            (with_header(serde_json::json!({"kid": null})), claims.clone(), TokenError::MissingKid),
-            (with_header(serde_json::json!({"crit": ["exp"]})), claims.clone(), TokenError::ForbiddenHeader),
-            (with_header(serde_json::json!({"jku": "https://evil"})), claims.clone(), TokenError::ForbiddenHeader),
-            (with_header(serde_json::json!({"x5u": "https://evil"})), claims.clone(), TokenError::ForbiddenHeader),
-            (with_header(serde_json::json!({"jwk": keys.jwks()["keys"][0].clone()})), claims.clone(), TokenError::ForbiddenHeader),
-            (with_header(serde_json::json!({"zip": "DEF"})), claims.clone(), TokenError::ForbiddenHeader),
-            (with_header(serde_json::json!({"typ": "JWT"})), claims.clone(), TokenError::WrongType),
-            (with_header(serde_json::json!({"typ": null})), claims.clone(), TokenError::WrongType),
-            (header.clone(), with_claims(serde_json::json!({"iss": "https://evil"})), TokenError::WrongIssuer),
-            (header.clone(), with_claims(serde_json::json!({"aud": "other"})), TokenError::WrongAudience),
-            (header.clone(), with_claims(serde_json::json!({"sid": null})), TokenError::BadClaims),
-            (header.clone(), with_claims(serde_json::json!({"jti": null})), TokenError::BadClaims),
-            (header.clone(), with_claims(serde_json::json!({"exp": null})), TokenError::BadClaims),
-            (header.clone(), with_claims(serde_json::json!({"nbf": now + 60})), TokenError::NotYetValid),
-            (header.clone(), with_claims(serde_json::json!({"exp": now + 86_400})), TokenError::LifetimeTooLong),
+            (
+                with_header(serde_json::json!({"kid": "nope"})),
+                claims.clone(),
+                TokenError::UnknownKid,
+            ),
+            (
+                with_header(serde_json::json!({"kid": null})),
+                claims.clone(),
+                TokenError::MissingKid,
+            ),
+            (
+                with_header(serde_json::json!({"crit": ["exp"]})),
+                claims.clone(),
+                TokenError::ForbiddenHeader,
+            ),
+            (
+                with_header(serde_json::json!({"jku": "https://evil"})),
+                claims.clone(),
+                TokenError::ForbiddenHeader,
+            ),
+            (
+                with_header(serde_json::json!({"x5u": "https://evil"})),
+                claims.clone(),
+                TokenError::ForbiddenHeader,
+            ),
+            (
+                with_header(serde_json::json!({"jwk": keys.jwks()["keys"][0].clone()})),
+                claims.clone(),
+                TokenError::ForbiddenHeader,
+            ),
+            (
+                with_header(serde_json::json!({"zip": "DEF"})),
+                claims.clone(),
+                TokenError::ForbiddenHeader,
+            ),
+            (
+                with_header(serde_json::json!({"typ": "JWT"})),
+                claims.clone(),
+                TokenError::WrongType,
+            ),
+            (
+                with_header(serde_json::json!({"typ": null})),
+                claims.clone(),
+                TokenError::WrongType,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"iss": "https://evil"})),
+                TokenError::WrongIssuer,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"aud": "other"})),
+                TokenError::WrongAudience,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"sid": null})),
+                TokenError::BadClaims,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"jti": null})),
+                TokenError::BadClaims,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"exp": null})),
+                TokenError::BadClaims,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"nbf": now + 60})),
+                TokenError::NotYetValid,
+            ),
+            (
+                header.clone(),
+                with_claims(serde_json::json!({"exp": now + 86_400})),
+                TokenError::LifetimeTooLong,
+            ),
         ];
         for (h, c, expected) in cases {
             let token = resign(&issuer, &h, &c);
             assert_eq!(issuer.validate(&token, now), Err(expected), "{h} {c}");
         }
         // application/at+jwt is the long form RFC 9068 also allows.
-        let long = resign(&issuer, &with_header(serde_json::json!({"typ": "application/at+jwt"})), &claims);
+        let long = resign(
+            &issuer,
+            &with_header(serde_json::json!({"typ": "application/at+jwt"})),
+            &claims,
+        );
         assert!(issuer.validate(&long, now).is_ok());
 
         // A real token from another key ring, same kid: bad signature.
@@ -323,7 +416,15 @@ mod tests {
         assert_eq!(issuer.validate(&forged, now), Err(TokenError::BadSignature));
 
         // Truncation and garbage.
-        for bad in ["", ".", "..", "a.b", "a.b.c.d", &good[..good.len() - 3], &"A".repeat(10_000)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            &good[..good.len() - 3],
+            &"A".repeat(10_000),
+        ] {
             assert!(issuer.validate(bad, now).is_err(), "{bad}");
         }
     }

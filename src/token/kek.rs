@@ -49,7 +49,11 @@ impl Kek {
 
     /// `TESSERA_KEK` text if given, else `<dir>/kek`; with `create_missing`, a missing file is
     /// created (mode 0600) so a first local start needs no setup.
-    pub fn load(text: Option<&str>, dir: &Path, create_missing: bool) -> anyhow::Result<(Self, bool)> {
+    pub fn load(
+        text: Option<&str>,
+        dir: &Path,
+        create_missing: bool,
+    ) -> anyhow::Result<(Self, bool)> {
         if let Some(text) = text {
             return Ok((Self::from_base64(text).context("TESSERA_KEK")?, false));
         }
@@ -93,9 +97,13 @@ impl Kek {
     }
 
     pub fn open(&self, kid: &str, nonce: &str, ciphertext: &str) -> anyhow::Result<Vec<u8>> {
-        let nonce = URL_SAFE_NO_PAD.decode(nonce).context("bad nonce encoding")?;
+        let nonce = URL_SAFE_NO_PAD
+            .decode(nonce)
+            .context("bad nonce encoding")?;
         let nonce = Nonce::try_assume_unique_for_key(&nonce).map_err(|_| anyhow!("bad nonce"))?;
-        let mut buf = URL_SAFE_NO_PAD.decode(ciphertext).context("bad ciphertext encoding")?;
+        let mut buf = URL_SAFE_NO_PAD
+            .decode(ciphertext)
+            .context("bad ciphertext encoding")?;
         let plain = self
             .key
             .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)

@@ -2,7 +2,9 @@
 
 use anyhow::{anyhow, Context};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
@@ -57,10 +59,12 @@ impl KeyMaterial {
     pub fn generate(alg: SigningAlg) -> anyhow::Result<Self> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
-            SigningAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| anyhow!("ECDSA key generation failed"))?
-                .as_ref()
-                .to_vec(),
+            SigningAlg::Es256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| anyhow!("ECDSA key generation failed"))?
+                    .as_ref()
+                    .to_vec()
+            }
             SigningAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|_| anyhow!("Ed25519 key generation failed"))?
                 .as_ref()
@@ -151,7 +155,12 @@ impl KeyMaterial {
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyMaterial({} {}, <private key redacted>)", self.alg.name(), self.kid)
+        write!(
+            f,
+            "KeyMaterial({} {}, <private key redacted>)",
+            self.alg.name(),
+            self.kid
+        )
     }
 }
 
@@ -179,6 +188,9 @@ mod tests {
             jwk["x"].as_str().unwrap(),
             jwk["y"].as_str().unwrap()
         );
-        assert_eq!(key.kid, URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())));
+        assert_eq!(
+            key.kid,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+        );
     }
 }

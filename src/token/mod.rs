@@ -14,4 +14,7 @@ pub use issuer::{Issuer, IssuerSettings};
 pub use kek::Kek;
 pub use keys::{KeyMaterial, SigningAlg};
 pub use ring::{ActiveKeys, StoredRing};
-pub use validate::{validate_access_token, verify_jws, AccessClaims, KeyLookup, TokenError, Validation, VerifyingKey};
+pub use validate::{
+    validate_access_token, verify_jws, AccessClaims, KeyLookup, TokenError, Validation,
+    VerifyingKey,
+};

@@ -155,7 +155,10 @@ mod tests {
     fn retired_keys_are_neither_published_nor_accepted() {
         let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
         let mut ring = StoredRing::first(SigningAlg::EdDsa, &kek, 0).unwrap();
-        let next = StoredRing::first(SigningAlg::EdDsa, &kek, 500).unwrap().keys.remove(0);
+        let next = StoredRing::first(SigningAlg::EdDsa, &kek, 500)
+            .unwrap()
+            .keys
+            .remove(0);
         ring.keys[0].retire_at = Some(2_000);
         ring.keys.push(StoredKey {
             sign_from: 1_000,
@@ -163,7 +166,11 @@ mod tests {
         });
         let opened = ring.open(&kek).unwrap();
         let early = ActiveKeys::from_ring(&opened, 600).unwrap();
-        assert_eq!(early.signing_kid(), ring.keys[0].kid, "new key only published");
+        assert_eq!(
+            early.signing_kid(),
+            ring.keys[0].kid,
+            "new key only published"
+        );
         assert_eq!(early.jwks()["keys"].as_array().unwrap().len(), 2);
         let later = ActiveKeys::from_ring(&opened, 2_000).unwrap();
         assert_eq!(later.signing_kid(), ring.keys[1].kid);

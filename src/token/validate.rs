@@ -55,7 +55,8 @@ impl VerifyingKey {
             ),
             (Some("OKP"), Some("Ed25519")) => (
                 SigningAlg::EdDsa,
-                DecodingKey::from_ed_components(&coord("x", 32)?).map_err(|_| TokenError::BadKey)?,
+                DecodingKey::from_ed_components(&coord("x", 32)?)
+                    .map_err(|_| TokenError::BadKey)?,
             ),
             _ => return Err(TokenError::BadKey),
         };
@@ -130,7 +131,8 @@ struct StrictHeader {
     typ: Option<String>,
 }
 
-const FORBIDDEN_HEADER_MEMBERS: &[&str] = &["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"];
+const FORBIDDEN_HEADER_MEMBERS: &[&str] =
+    &["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"];
 
 /// Verifies a compact JWS: strict header, algorithm pinned to the key found by `kid`, signature.
 /// `expected_typ` lists the accepted `typ` values (None: `typ` not required, for raw JWS tests).

@@ -1,0 +1,96 @@
+//! Settings from the environment and the file, checked by the real binary.
+
+use std::process::Command;
+
+fn tessera() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TESSERA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn environment_variables_override_defaults_and_secrets_are_redacted() {
+    let out = tessera()
+        .args(["config", "check"])
+        .env("TESSERA_PUBLIC_ADDR", "0.0.0.0:9000")
+        .env("TESSERA_ADMIN_ADDR", "127.0.0.1:9001")
+        .env("TESSERA_REDIS_URL", "redis://:pw@cache:6379")
+        .env("TESSERA_ADMIN_API_KEY", "k".repeat(40))
+        .env("TESSERA_ISSUER", "https://auth.example")
+        .env("TESSERA_AUDIENCE", "shop")
+        .env("TESSERA_AUDIENCES", "billing,search")
+        .env("TESSERA_KEYS_DIR", "/var/lib/tessera/keys")
+        .env("TESSERA_REGION", "eu")
+        .env("TESSERA_REGIONS", "eu,us")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["public_addr"], "0.0.0.0:9000");
+    assert_eq!(shown["admin_addr"], "127.0.0.1:9001");
+    assert_eq!(shown["issuer"], "https://auth.example");
+    assert_eq!(shown["audience"], "shop");
+    assert_eq!(shown["audiences"], serde_json::json!(["billing", "search"]));
+    assert_eq!(shown["keys_dir"], "/var/lib/tessera/keys");
+    assert_eq!(shown["regions"], serde_json::json!(["eu", "us"]));
+    assert_eq!(shown["admin_api_key"], "<redacted>");
+    assert!(!shown.to_string().contains(":pw@"));
+}
+
+#[test]
+fn a_bad_setting_is_named_with_its_variable() {
+    let out = tessera()
+        .args(["config", "check"])
+        .env("TESSERA_TOKEN_LIFETIME_SECS", "3600")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TESSERA_TOKEN_LIFETIME_SECS") && err.contains("900"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_file_is_read_and_the_environment_wins() {
+    let path = std::env::temp_dir().join(format!("tessera-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        "issuer = \"https://from-file\"\nregion = \"us\"\ntoken_lifetime_secs = 120\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .env("TESSERA_REGION", "ap")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["issuer"], "https://from-file");
+    assert_eq!(shown["token_lifetime_secs"], 120);
+    assert_eq!(shown["region"], "ap");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = tessera().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["serve", "config", "keys", "TESSERA_"] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
+}

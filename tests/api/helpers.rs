@@ -1,0 +1,332 @@
+//! Test harness: real `redis-server` processes on free ports and Tessera nodes on port 0.
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera::{Application, Settings};
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
+pub const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A `redis-server` owned by one test: killed on drop, and by a watchdog if the test process
+/// dies first (so no stray servers outlive a crashed run).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(random_name("tessera-redis-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        let watchdog = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null",
+            std::process::id(),
+            child.id()
+        );
+        // Deliberately never waited for: it must outlive this process to clean up after it.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// SIGKILL: the server vanishes mid-flight, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the server hangs without closing its sockets (a stalled host).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Starts again on the same port and directory (data survives only with persistence on).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Settings for a test node: free ports, its own key prefix and keys directory, one worker.
+pub fn test_settings(redis: &RedisServer) -> Settings {
+    Settings {
+        public_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
+        redis_url: redis.url(),
+        redis_connect_timeout_ms: 500,
+        redis_command_timeout_ms: 500,
+        key_prefix: random_name("t"),
+        admin_api_key: Some(ADMIN_KEY.into()),
+        issuer: "https://auth.test".into(),
+        audience: "api".into(),
+        audiences: vec!["billing".into()],
+        keys_dir: std::env::temp_dir().join(random_name("tessera-keys-")),
+        region: "eu".into(),
+        regions: vec!["eu".into(), "us".into()],
+        workers: Some(1),
+        log_format: "pretty".into(),
+        ..Settings::default()
+    }
+}
+
+pub struct TestApp {
+    pub public: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn spawn_app(redis: &RedisServer) -> TestApp {
+    spawn_app_with(test_settings(redis)).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        tessera::telemetry::init("pretty", "debug");
+    }
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application failed to start");
+    let public = format!("http://127.0.0.1:{}", app.public_port());
+    let admin = format!("http://127.0.0.1:{}", app.admin_port());
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    TestApp {
+        public,
+        admin,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        settings,
+        server,
+    }
+}
+
+/// A session created through the admin API.
+pub struct Created {
+    pub token: String,
+    pub csrf: String,
+    pub session: Value,
+}
+
+impl TestApp {
+    pub async fn create_session(&self, user: &str) -> Created {
+        let body = serde_json::json!({
+            "user_id": user, "acr": "pwd", "amr": ["pwd"], "roles": ["member"],
+            "ip": "203.0.113.7", "user_agent": FIREFOX, "device_name": "work laptop",
+        });
+        let response = self.admin_post("/admin/sessions", &body).await;
+        assert_eq!(response.status(), 201, "create session failed");
+        let json: Value = response.json().await.unwrap();
+        Created {
+            token: json["session_token"].as_str().unwrap().to_owned(),
+            csrf: json["csrf_token"].as_str().unwrap().to_owned(),
+            session: json["session"].clone(),
+        }
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.admin))
+            .bearer_auth(ADMIN_KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.admin))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn cookie_headers(&self, token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cookie",
+            HeaderValue::from_str(&format!("__Host-tessera={token}")).unwrap(),
+        );
+        h
+    }
+
+    /// Headers a same-origin browser page would send on an unsafe request.
+    pub fn browser_unsafe_headers(&self, token: &str, csrf: &str) -> HeaderMap {
+        let mut h = self.cookie_headers(token);
+        let origin = self.public.clone();
+        h.insert("origin", HeaderValue::from_str(&origin).unwrap());
+        h.insert("x-csrf-token", HeaderValue::from_str(csrf).unwrap());
+        h
+    }
+
+    pub async fn get_session_with_cookie(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/v1/session", self.public))
+            .headers(self.cookie_headers(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_session_with_bearer(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/v1/session", self.public))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn logout_with_cookie(&self, token: &str, csrf: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/logout", self.public))
+            .headers(self.browser_unsafe_headers(token, csrf))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn mint(&self, session_token: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/token", self.public))
+            .bearer_auth(session_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.client
+            .get(format!("{}/.well-known/jwks.json", self.public))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts the uniform error shape and returns the code.
+pub async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert!(
+        body["message"].is_string(),
+        "error body lacks message: {body}"
+    );
+    (
+        status,
+        body["error"].as_str().expect("error code").to_owned(),
+    )
+}

@@ -1,0 +1,145 @@
+//! Public test vectors (C2SP Wycheproof, Apache-2.0, copied unchanged into tests/data/wycheproof)
+//! run through Tessera's own JWS validation and the signature primitive it relies on.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use tessera::token::{verify_jws, KeyLookup, VerifyingKey};
+
+fn load(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/data/wycheproof/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+struct OneKey(String, VerifyingKey);
+
+impl KeyLookup for OneKey {
+    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
+        (kid == self.0).then_some(&self.1)
+    }
+}
+
+#[test]
+fn jws_vectors_for_p256_and_ed25519_keys() {
+    let doc = load("json_web_signature_test.json");
+    let (mut valid, mut invalid) = (0, 0);
+    for group in doc["testGroups"].as_array().unwrap() {
+        let key = group.get("public").unwrap_or(&group["private"]);
+        let supported = matches!(
+            (key["kty"].as_str(), key["crv"].as_str()),
+            (Some("EC"), Some("P-256")) | (Some("OKP"), Some("Ed25519"))
+        );
+        if !supported {
+            continue;
+        }
+        let imported = VerifyingKey::from_jwk(key).ok();
+        for test in group["tests"].as_array().unwrap() {
+            let id = test["tcId"].as_i64().unwrap();
+            let accepted = match (&imported, test["jws"].as_str()) {
+                (Some(_), Some(jws)) => {
+                    let lookup = OneKey(
+                        key["kid"].as_str().unwrap_or("").to_owned(),
+                        VerifyingKey::from_jwk(key).unwrap(),
+                    );
+                    verify_jws(jws, &lookup, None).is_ok()
+                }
+                // JSON serialization, or a key Tessera refuses to import (wrong `use`/`key_ops`).
+                _ => false,
+            };
+            match test["result"].as_str().unwrap() {
+                "valid" => {
+                    assert!(accepted, "tcId {id} ({}) must verify", test["comment"]);
+                    valid += 1;
+                }
+                "invalid" => {
+                    assert!(!accepted, "tcId {id} ({}) must be refused", test["comment"]);
+                    invalid += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        valid >= 2 && invalid >= 35,
+        "ran {valid} valid and {invalid} invalid vectors"
+    );
+}
+
+/// A P-256 public key from the vector's uncompressed point, as a JWK.
+fn p256_jwk(uncompressed_hex: &str) -> Option<Value> {
+    let bytes = hex::decode(uncompressed_hex).ok()?;
+    if bytes.len() != 65 || bytes[0] != 4 {
+        return None;
+    }
+    Some(serde_json::json!({
+        "kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&bytes[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&bytes[33..]),
+    }))
+}
+
+fn check_raw(key: &VerifyingKey, msg_hex: &str, sig_hex: &str) -> bool {
+    let msg = hex::decode(msg_hex).unwrap();
+    let sig = URL_SAFE_NO_PAD.encode(hex::decode(sig_hex).unwrap());
+    jsonwebtoken::crypto::verify(&sig, &msg, &key.key, key.alg.jwt_algorithm()).unwrap_or(false)
+}
+
+#[test]
+fn ecdsa_p256_p1363_vectors_through_the_es256_primitive() {
+    let doc = load("ecdsa_secp256r1_sha256_p1363_test.json");
+    let mut ran = 0;
+    for group in doc["testGroups"].as_array().unwrap() {
+        let Some(jwk) = p256_jwk(group["publicKey"]["uncompressed"].as_str().unwrap()) else {
+            continue;
+        };
+        let Ok(key) = VerifyingKey::from_jwk(&jwk) else {
+            // Points not on the curve: refusing the key refuses every signature under it.
+            continue;
+        };
+        for test in group["tests"].as_array().unwrap() {
+            let ok = check_raw(
+                &key,
+                test["msg"].as_str().unwrap(),
+                test["sig"].as_str().unwrap(),
+            );
+            match test["result"].as_str().unwrap() {
+                "valid" => assert!(ok, "tcId {} must verify", test["tcId"]),
+                "invalid" => assert!(!ok, "tcId {} ({}) must fail", test["tcId"], test["comment"]),
+                _ => {}
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran > 200, "ran {ran}");
+}
+
+#[test]
+fn ed25519_vectors_through_the_eddsa_primitive() {
+    let doc = load("ed25519_test.json");
+    let mut ran = 0;
+    for group in doc["testGroups"].as_array().unwrap() {
+        let pk = hex::decode(group["publicKey"]["pk"].as_str().unwrap()).unwrap();
+        let jwk =
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&pk)});
+        let Ok(key) = VerifyingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        for test in group["tests"].as_array().unwrap() {
+            let ok = check_raw(
+                &key,
+                test["msg"].as_str().unwrap(),
+                test["sig"].as_str().unwrap(),
+            );
+            match test["result"].as_str().unwrap() {
+                "valid" => assert!(ok, "tcId {} must verify", test["tcId"]),
+                "invalid" => assert!(!ok, "tcId {} ({}) must fail", test["tcId"], test["comment"]),
+                _ => {}
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran > 100, "ran {ran}");
+}
