@@ -1,8 +1,12 @@
 //! Builds the two listeners and the background tasks from validated settings.
 
+use crate::authn::login::LoginService;
+use crate::authn::{Directory, PasswordHasher};
 use crate::config::Settings;
+use crate::guard::SessionGuard;
 use crate::http::{self, fallback, State};
 use crate::session::SessionService;
+use crate::store::auth::RedisAuthStore;
 use crate::store::{self, KeyLayout, RedisConnections, RedisSessionStore};
 use crate::token::{ActiveKeys, Issuer, Kek};
 use actix_web::dev::Server;
@@ -67,16 +71,46 @@ impl Application {
             settings.home_region(),
             regions.clone(),
         );
+        let redis_policy_ok = Arc::new(AtomicBool::new(true));
+        let guard = SessionGuard::new(
+            service.clone(),
+            settings.allowed_origins.clone(),
+            redis_policy_ok.clone(),
+        );
+        let directory = match &settings.users_file {
+            Some(path) => Directory::load(path)?,
+            None => {
+                tracing::warn!("no users file (TESSERA_USERS_FILE): /v1/login refuses everyone");
+                Directory::default()
+            }
+        };
+        let login = LoginService::new(
+            Directory::default(),
+            PasswordHasher::new(
+                settings.argon2_concurrency,
+                Duration::from_millis(settings.argon2_queue_ms),
+            ),
+            Arc::new(RedisAuthStore::new(redis.manager.clone(), layout.clone())),
+            service.clone(),
+            settings.login_limits(),
+        );
+        login
+            .install(directory)
+            .await
+            .context("cannot sync the users file with Redis")?;
         if settings.admin_api_key.is_none() {
             tracing::warn!("no admin API key configured (TESSERA_ADMIN_API_KEY): the admin API refuses every request");
         }
         let state = State {
             service,
+            guard,
+            login,
+            trusted_proxies: settings.trusted_proxy_nets().into(),
             issuer: issuer.clone(),
             regions: regions.into(),
             settings: settings.clone(),
             pool: redis.pool.clone(),
-            redis_policy_ok: Arc::new(AtomicBool::new(true)),
+            redis_policy_ok,
             admin_key_hash: settings
                 .admin_api_key
                 .as_ref()
@@ -92,12 +126,15 @@ impl Application {
         let public = serve(public_listener, state.clone(), http::public_routes)?;
         let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
 
-        let background = vec![tokio::spawn(watch_redis(
+        let mut background = vec![tokio::spawn(watch_redis(
             state.clone(),
             redis.pool.clone(),
             layout,
             kek,
         ))];
+        if let Some(path) = settings.users_file.clone() {
+            background.push(tokio::spawn(watch_users_file(state.clone(), path)));
+        }
         Ok(Self {
             public_port,
             admin_port,
@@ -139,10 +176,12 @@ fn serve(
 ) -> anyhow::Result<Server> {
     let workers = state.settings.workers;
     let body_limit = state.settings.max_body_bytes;
+    let guard = web::Data::new(state.guard.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(guard.clone())
             .app_data(fallback::json_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(fallback::path_config())
@@ -201,6 +240,36 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout
                 tracing::error!("the key ring disappeared from Redis; keeping the current keys")
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the key ring"),
+        }
+    }
+}
+
+/// Reloads the users file when it changes; a broken edit keeps the previous users (and says so).
+async fn watch_users_file(state: State, path: std::path::PathBuf) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(state.settings.users_reload_secs.max(1)));
+    loop {
+        tick.tick().await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        match Directory::load(&path) {
+            Ok(directory) => match state.login.install(directory).await {
+                Ok(()) => {
+                    seen = now;
+                    tracing::info!(users = state.login.directory().len(), "users file reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "users file reload could not reach Redis; will retry")
+                }
+            },
+            Err(e) => {
+                seen = now;
+                tracing::error!(error = %format!("{e:#}"), "users file is invalid; keeping the previous users");
+            }
         }
     }
 }

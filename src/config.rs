@@ -63,6 +63,28 @@ pub struct Settings {
     pub log: String,
     /// How often `maxmemory_policy` and the key ring are re-read.
     pub redis_check_interval_secs: u64,
+    /// The users file for Tessera's own login (TOML; see README). Unset: login is disabled.
+    pub users_file: Option<PathBuf>,
+    /// How often the users file is checked for changes.
+    pub users_reload_secs: u64,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed; everyone else's is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Password hashes computed at once; more wait up to `argon2_queue_ms`, then get 503.
+    pub argon2_concurrency: usize,
+    pub argon2_queue_ms: u64,
+    /// Login attempts per client IP per `login_ip_window_secs`.
+    pub login_ip_limit: u32,
+    pub login_ip_window_secs: u64,
+    /// Failures per username before escalating delays (1 s, 2 s, 4 s … up to the max).
+    pub login_free_failures: u32,
+    pub login_max_delay_secs: u64,
+    /// Successful logins per user per `login_success_window_secs`.
+    pub login_success_limit: u32,
+    pub login_success_window_secs: u64,
+    /// How long an operation-bound step-up grant stays usable.
+    pub step_up_grant_secs: i64,
+    /// Ending *other* sessions needs an authentication (login or step-up) this recent.
+    pub recent_auth_secs: i64,
 }
 
 impl Default for Settings {
@@ -96,11 +118,26 @@ impl Default for Settings {
             log_format: "json".into(),
             log: "info".into(),
             redis_check_interval_secs: 30,
+            users_file: None,
+            users_reload_secs: 2,
+            trusted_proxies: Vec::new(),
+            argon2_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            argon2_queue_ms: 2000,
+            login_ip_limit: 30,
+            login_ip_window_secs: 60,
+            login_free_failures: 5,
+            login_max_delay_secs: 300,
+            login_success_limit: 30,
+            login_success_window_secs: 600,
+            step_up_grant_secs: 300,
+            recent_auth_secs: 600,
         }
     }
 }
 
-const LIST_KEYS: &[&str] = &["audiences", "regions", "allowed_origins"];
+const LIST_KEYS: &[&str] = &["audiences", "regions", "allowed_origins", "trusted_proxies"];
 
 impl Settings {
     /// Defaults, then the file (if any), then `TESSERA_*` variables; then validation.
@@ -206,7 +243,59 @@ impl Settings {
                 "must be non-empty, without braces or spaces",
             ));
         }
+        for cidr in &self.trusted_proxies {
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    bad(
+                        "trusted_proxies",
+                        format!("'{cidr}' is not a CIDR or IP address"),
+                    )
+                })?;
+        }
+        if self.argon2_concurrency == 0 {
+            return Err(bad("argon2_concurrency", "must be at least 1"));
+        }
+        if self.login_ip_limit == 0 || self.login_success_limit == 0 {
+            return Err(bad("login_ip_limit", "limits must be at least 1"));
+        }
+        if !(10..=3600).contains(&self.step_up_grant_secs) {
+            return Err(bad("step_up_grant_secs", "must be between 10 and 3600"));
+        }
+        if self.recent_auth_secs < 10 {
+            return Err(bad("recent_auth_secs", "must be at least 10"));
+        }
+        if let Some(path) = &self.users_file {
+            if !path.exists() {
+                return Err(bad(
+                    "users_file",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .ok()
+            })
+            .collect()
+    }
+
+    pub fn login_limits(&self) -> crate::authn::limits::LoginLimits {
+        crate::authn::limits::LoginLimits {
+            per_ip: self.login_ip_limit,
+            ip_window_secs: self.login_ip_window_secs.max(1),
+            free_failures: self.login_free_failures,
+            max_delay_secs: self.login_max_delay_secs.max(1),
+            successes: self.login_success_limit,
+            success_window_secs: self.login_success_window_secs.max(1),
+        }
     }
 
     pub fn home_region(&self) -> Region {

@@ -61,6 +61,34 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// RFC 9470 §3: a valid session lacking the level or freshness a route needs.
+    pub fn insufficient_user_authentication(acr: crate::session::Acr, max_age_secs: i64) -> Self {
+        let description = "A stronger or more recent authentication is required";
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "insufficient_user_authentication",
+            format!(
+                "step up to acr '{}' within the last {max_age_secs} seconds",
+                acr.as_str()
+            ),
+        );
+        e.www_authenticate = Some(format!(
+            r#"Bearer error="insufficient_user_authentication", error_description="{description}", acr_values="{}", max_age="{max_age_secs}""#,
+            acr.as_str()
+        ));
+        e
+    }
+
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; wait before retrying",
+        );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
     /// Redis (or another dependency) cannot answer: fail closed, ask to retry.
     pub fn unavailable(cause: impl fmt::Display) -> Self {
         let mut e = Self::new(
@@ -148,6 +176,28 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::NoSession => ApiError::invalid_session(),
             AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::authn::login::LoginError> for ApiError {
+    fn from(e: crate::authn::login::LoginError) -> Self {
+        use crate::authn::login::LoginError as L;
+        match e {
+            L::InvalidCredentials => ApiError::unauthorized("invalid_credentials", "wrong username or password"),
+            L::Disabled => ApiError::forbidden("account_disabled", "this account is disabled"),
+            L::RateLimited { retry_after_secs } => ApiError::too_many_requests(retry_after_secs),
+            L::Busy => {
+                let mut e = ApiError::unavailable("argon2 capacity exhausted");
+                e.code = "busy";
+                e.message = "the server is busy; retry shortly".into();
+                e
+            }
+            L::MfaTicketInvalid => ApiError::unauthorized("invalid_mfa_token", "the MFA token is unknown, used or expired; log in again"),
+            L::TotpInvalid => ApiError::unauthorized("invalid_totp", "wrong or expired TOTP code"),
+            L::TotpReplayed => ApiError::unauthorized("totp_replayed", "this TOTP code was already used; wait for the next one"),
+            L::NotStepUpCapable => ApiError::forbidden("step_up_unavailable", "this session's user has no credentials Tessera can check; step up through your backend"),
+            L::Store(e) => e.into(),
         }
     }
 }

@@ -17,8 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod authn;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod session;
 pub mod store;

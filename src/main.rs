@@ -34,6 +34,34 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The users file for Tessera's own login.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Read a password from standard input, print its argon2id hash (for `password_hash`).
+    HashPassword,
+    /// Append a user to the users file; the password is read from standard input.
+    Add {
+        /// The users file (created if missing).
+        #[arg(long, env = "TESSERA_USERS_FILE")]
+        file: PathBuf,
+        /// Stable user id (goes into sessions and tokens as `sub`).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        username: String,
+        /// Comma-separated roles, e.g. `admin,support`.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Enrol TOTP: prints the otpauth:// URI to scan into an authenticator app.
+        #[arg(long)]
+        totp: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,6 +89,7 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::GenerateKek,
         } => tessera::token::Kek::generate_text().map(|k| println!("{k}")),
+        Command::Users { command } => users(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,4 +125,58 @@ fn ip(addr: &str) -> String {
     addr.rsplit_once(':')
         .map(|(h, _)| h.to_owned())
         .unwrap_or_default()
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!(
+            "no password on standard input (e.g. `printf '%s' \"$PASSWORD\" | tessera users ...`)"
+        );
+    }
+    Ok(password)
+}
+
+fn users(command: UsersCommand) -> anyhow::Result<()> {
+    use tessera::authn::directory::{append, UserEntry};
+    use tessera::authn::password::hash_password;
+    match command {
+        UsersCommand::HashPassword => {
+            println!("{}", hash_password(&read_password()?));
+            Ok(())
+        }
+        UsersCommand::Add {
+            file,
+            id,
+            username,
+            roles,
+            totp,
+        } => {
+            let password_hash = hash_password(&read_password()?);
+            let (totp_secret, uri) = if totp {
+                let (secret, uri) = tessera::authn::totp::enrol(&username, "Tessera")?;
+                (Some(secret), Some(uri))
+            } else {
+                (None, None)
+            };
+            append(
+                &file,
+                UserEntry {
+                    id: id.clone(),
+                    username,
+                    password_hash,
+                    roles,
+                    totp_secret,
+                    disabled: false,
+                },
+            )?;
+            eprintln!("added user {id} to {}", file.display());
+            if let Some(uri) = uri {
+                println!("{uri}");
+            }
+            Ok(())
+        }
+    }
 }

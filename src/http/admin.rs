@@ -154,3 +154,39 @@ pub async fn list_user_sessions(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "user_id": user_id.as_str(), "sessions": views })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElevateRequest {
+    acr: Acr,
+}
+
+/// `POST /admin/sessions/{id}/elevate`: your backend did its own WebAuthn/TOTP check. Records
+/// the step-up and rotates the secret; hand the new `session_token` to the client.
+pub async fn elevate(
+    _: AdminKey,
+    state: web::Data<State>,
+    path: web::Path<String>,
+    body: web::Json<ElevateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.ensure_redis_policy()?;
+    let now = now_ms();
+    let id = crate::session::SessionId::parse(&path.into_inner(), &state.regions)
+        .map_err(|_| ApiError::not_found("no such session"))?;
+    let mut session = state
+        .service
+        .load(&id, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such session"))?;
+    let token = state
+        .service
+        .rotate(&mut session, Some(body.acr), now)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "session_token": token.expose(),
+            "csrf_token": token.secret().csrf_token().expose(),
+            "session": SessionView::new(&session, false),
+        })))
+}

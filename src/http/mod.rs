@@ -3,13 +3,17 @@
 //! Handlers turn requests into calls on the session domain and domain answers into JSON; they
 //! hold no business rules of their own.
 
+pub mod account;
 pub mod admin;
+pub mod auth;
+pub mod client_ip;
 pub mod cookie;
 pub mod credential;
 pub mod csrf;
 pub mod fallback;
 pub mod health;
 pub mod session;
+pub mod user_admin;
 pub mod views;
 
 use crate::config::Settings;
@@ -23,6 +27,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct State {
     pub service: SessionService,
+    pub guard: crate::guard::SessionGuard,
+    pub login: crate::authn::login::LoginService,
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     pub issuer: Issuer,
     pub regions: Arc<[Region]>,
     pub settings: Arc<Settings>,
@@ -34,6 +41,13 @@ pub struct State {
 }
 
 impl State {
+    /// The client IP as far as this deployment can tell (see `client_ip`).
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> String {
+        client_ip::client_ip(req, &self.trusted_proxies)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default()
+    }
+
     /// Refuses session work while Redis is misconfigured (it could evict sessions silently).
     pub fn ensure_redis_policy(&self) -> Result<(), crate::error::ApiError> {
         if self.redis_policy_ok.load(Ordering::Relaxed) {
@@ -56,7 +70,30 @@ pub fn now_ms() -> UnixMillis {
 
 /// The public listener's whole surface.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(fallback::resource("/v1/session").route(web::get().to(session::current)))
+    cfg.service(fallback::resource("/v1/login").route(web::post().to(auth::login)))
+        .service(fallback::resource("/v1/login/mfa").route(web::post().to(auth::login_mfa)))
+        .service(fallback::resource("/v1/session/step-up").route(web::post().to(auth::step_up)))
+        .service(fallback::resource("/v1/session").route(web::get().to(session::current)))
+        .service(
+            fallback::resource("/v1/sessions")
+                .route(web::get().to(account::list))
+                .route(web::delete().to(account::revoke_many)),
+        )
+        .service(
+            fallback::resource("/v1/sessions/{id}").route(web::delete().to(account::revoke_one)),
+        )
+        .service(
+            web::scope("/v1/admin/users/{user_id}/sessions")
+                .app_data(user_admin::requirement())
+                .service(
+                    fallback::resource("")
+                        .route(web::get().to(user_admin::list))
+                        .route(web::delete().to(user_admin::revoke_all)),
+                )
+                .service(
+                    fallback::resource("/{id}").route(web::delete().to(user_admin::revoke_one)),
+                ),
+        )
         .service(fallback::resource("/v1/logout").route(web::post().to(session::logout)))
         .service(fallback::resource("/v1/token").route(web::post().to(session::mint_token)))
         .service(fallback::resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
@@ -67,6 +104,10 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
 /// The admin listener's whole surface (every route needs the admin API key).
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(fallback::resource("/admin/sessions").route(web::post().to(admin::create_session)))
+        .service(
+            fallback::resource("/admin/sessions/{id}/elevate")
+                .route(web::post().to(admin::elevate)),
+        )
         .service(
             fallback::resource("/admin/users/{user_id}/sessions")
                 .route(web::get().to(admin::list_user_sessions)),

@@ -1,8 +1,8 @@
 //! `/v1/session`, `/v1/logout`, `/v1/token`: what a holder of a session credential can do.
 
-use super::credential::{presented_session, Presented};
+use super::credential::Presented;
 use super::views::SessionView;
-use super::{cookie, csrf, now_ms, State};
+use super::{cookie, now_ms, State};
 use crate::error::ApiError;
 use crate::session::Session;
 use actix_web::http::header;
@@ -10,33 +10,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-/// Finds the credential, runs the CSRF checks a cookie needs on unsafe methods (before any
-/// I/O), and loads the live session.
-async fn authenticated(
-    req: &HttpRequest,
-    state: &State,
-    unsafe_method: bool,
-) -> Result<(Presented, Session), ApiError> {
-    let presented = presented_session(req, &state.regions)?
-        .ok_or_else(|| ApiError::unauthorized("no_session", "no session credential presented"))?;
-    if unsafe_method && presented.is_cookie() {
-        csrf::check(
-            req,
-            &state.settings.allowed_origins,
-            &presented.token().secret().csrf_token(),
-        )?;
-    }
-    state.ensure_redis_policy()?;
-    let session = state
-        .service
-        .authenticate(presented.token(), now_ms())
-        .await
-        .map_err(ApiError::from)?;
-    Ok((presented, session))
+async fn authenticated(req: &HttpRequest, state: &State) -> Result<(Presented, Session), ApiError> {
+    state.guard.session(req, now_ms()).await
 }
 
 /// A 401 for a cookie client also expires the dead cookie.
-fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
+pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
     let is_dead_cookie = err.code() == "invalid_session"
         && super::credential::session_cookie(req)
             .ok()
@@ -58,7 +37,7 @@ pub async fn current(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (presented, session) = authenticated(&req, &state, false)
+    let (presented, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
     let mut body = serde_json::json!({ "session": SessionView::new(&session, true) });
@@ -75,7 +54,7 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (presented, session) = authenticated(&req, &state, true)
+    let (presented, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
     state
@@ -105,7 +84,7 @@ pub async fn mint_token(
     body: web::Bytes,
 ) -> Result<HttpResponse, actix_web::Error> {
     let request = parse_optional_json::<TokenRequest>(&req, &body)?;
-    let (_, session) = authenticated(&req, &state, true)
+    let (_, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
     let audience = request.and_then(|r| r.audience);
@@ -123,7 +102,7 @@ pub async fn mint_token(
 }
 
 /// An empty body is `None`; a non-empty one must be JSON of the right shape.
-fn parse_optional_json<T: serde::de::DeserializeOwned>(
+pub fn parse_optional_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Option<T>, ApiError> {

@@ -170,3 +170,143 @@ pub struct LimitPolicy {
     pub max_sessions: u32,
     pub on_limit: OnLimit,
 }
+
+/// What a high-risk route demands: a level, its freshness, and optionally a role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    pub acr: super::Acr,
+    pub max_age_secs: i64,
+    pub role: Option<String>,
+}
+
+/// How a session measures up against a `Requirement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Satisfied,
+    /// Checked first: nobody is asked to step up for a route they may never use (403).
+    MissingRole,
+    /// Valid session, level too low or too old: RFC 9470 challenge (401).
+    Insufficient,
+}
+
+impl Requirement {
+    /// `elevated_acr >= acr && now - elevated_at <= max_age`; the login itself counts as an
+    /// elevation at `auth_time` with the session's `acr` (a fresh MFA login needs no step-up).
+    pub fn judge(&self, record: &super::SessionRecord, now: UnixMillis) -> Verdict {
+        if let Some(role) = &self.role {
+            if !record.role_list().iter().any(|r| r == role) {
+                return Verdict::MissingRole;
+            }
+        }
+        let window = self.max_age_secs * 1000;
+        let stepped_up = record
+            .elevated_acr
+            .is_some_and(|acr| acr >= self.acr && now - record.elevated_at <= window);
+        let fresh_login = record.acr >= self.acr && now - record.auth_time <= window;
+        if stepped_up || fresh_login {
+            Verdict::Satisfied
+        } else {
+            Verdict::Insufficient
+        }
+    }
+}
+
+#[cfg(test)]
+mod requirement_tests {
+    use super::*;
+    use crate::session::{Acr, SessionRecord};
+    use proptest::prelude::*;
+
+    fn record(
+        acr: Acr,
+        auth_time: i64,
+        elevated: Option<(i64, Acr)>,
+        roles: &str,
+    ) -> SessionRecord {
+        SessionRecord {
+            version: 1,
+            user_id: "u".into(),
+            credential_version: 0,
+            created_at: auth_time,
+            last_seen_at: auth_time,
+            idle_expires_at: i64::MAX,
+            expires_at: i64::MAX,
+            auth_time,
+            acr,
+            amr: String::new(),
+            elevated_at: elevated.map(|e| e.0).unwrap_or(0),
+            elevated_acr: elevated.map(|e| e.1),
+            secret_hash: String::new(),
+            ip: String::new(),
+            ua: String::new(),
+            device_name: String::new(),
+            region: "eu".into(),
+            roles: roles.into(),
+        }
+    }
+
+    fn mfa_5min(role: Option<&str>) -> Requirement {
+        Requirement {
+            acr: Acr::Mfa,
+            max_age_secs: 300,
+            role: role.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn role_is_checked_before_level() {
+        let r = record(Acr::Pwd, 0, None, "member");
+        assert_eq!(
+            mfa_5min(Some("admin")).judge(&r, 1_000),
+            Verdict::MissingRole
+        );
+        assert_eq!(mfa_5min(None).judge(&r, 1_000), Verdict::Insufficient);
+    }
+
+    #[test]
+    fn a_password_step_up_never_satisfies_mfa() {
+        let r = record(Acr::Pwd, 0, Some((1_000, Acr::Pwd)), "");
+        assert_eq!(mfa_5min(None).judge(&r, 2_000), Verdict::Insufficient);
+    }
+
+    #[test]
+    fn elevation_expires_after_max_age() {
+        let r = record(Acr::Pwd, 0, Some((10_000, Acr::Mfa)), "admin");
+        assert_eq!(
+            mfa_5min(Some("admin")).judge(&r, 10_000 + 300_000),
+            Verdict::Satisfied
+        );
+        assert_eq!(
+            mfa_5min(Some("admin")).judge(&r, 10_000 + 300_001),
+            Verdict::Insufficient
+        );
+    }
+
+    #[test]
+    fn a_fresh_mfa_login_counts_as_elevated() {
+        let r = record(Acr::Mfa, 50_000, None, "");
+        assert_eq!(mfa_5min(None).judge(&r, 60_000), Verdict::Satisfied);
+        assert_eq!(
+            mfa_5min(None).judge(&r, 50_000 + 300_001),
+            Verdict::Insufficient
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn satisfied_implies_a_fresh_enough_strong_enough_event(
+            auth in 0i64..1_000_000, acr_mfa: bool, elev in proptest::option::of((0i64..1_000_000, any::<bool>())),
+            now in 0i64..2_000_000, max_age in 0i64..1000,
+        ) {
+            let acr = if acr_mfa { Acr::Mfa } else { Acr::Pwd };
+            let elevated = elev.map(|(t, m)| (t, if m { Acr::Mfa } else { Acr::Pwd }));
+            let r = record(acr, auth, elevated, "");
+            let req = Requirement { acr: Acr::Mfa, max_age_secs: max_age, role: None };
+            if req.judge(&r, now) == Verdict::Satisfied {
+                let via_login = acr == Acr::Mfa && now - auth <= max_age * 1000;
+                let via_step_up = elevated.is_some_and(|(t, a)| a == Acr::Mfa && now - t <= max_age * 1000);
+                prop_assert!(via_login || via_step_up);
+            }
+        }
+    }
+}

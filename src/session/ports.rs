@@ -2,7 +2,7 @@
 //! the edge (`store/`, `token/`).
 
 use super::id::{SessionId, UserId};
-use super::model::{Session, SessionRecord};
+use super::model::{Acr, Session, SessionRecord};
 use super::policy::LimitPolicy;
 use super::UnixMillis;
 use async_trait::async_trait;
@@ -74,6 +74,35 @@ pub trait SessionStore: Send + Sync {
 
     /// The user's live sessions, pruning expired index entries on the way.
     async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError>;
+
+    /// Ends every session of the user and bumps the credential version, atomically.
+    /// Returns how many sessions were ended.
+    async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError>;
+
+    /// The user's current credential version (0 if never bumped).
+    async fn credential_version(&self, user: &UserId) -> Result<u64, StoreError>;
+
+    /// Replaces the secret hash (and records a step-up when `elevation` is given), only if the
+    /// session still exists with `old_hash`. `false` when it is gone or was rotated meanwhile.
+    async fn rotate(
+        &self,
+        id: &SessionId,
+        old_hash: &str,
+        new_hash: &str,
+        elevation: Option<(UnixMillis, Acr)>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a single-use grant for one operation (`digest`) at level `acr`.
+    async fn put_grant(
+        &self,
+        id: &SessionId,
+        digest: &str,
+        acr: Acr,
+        ttl_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Takes (deletes) the grant; its level if it existed.
+    async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
 }
 
 /// A minted access token.

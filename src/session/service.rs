@@ -2,7 +2,9 @@
 
 use super::credential::{SecretHash, SessionSecret, SessionToken};
 use super::id::{Region, SessionId, UserId};
-use super::model::{clip, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT};
+use super::model::{
+    clip, Acr, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
+};
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{AccessToken, CreateRequest, MintError, SessionStore, StoreError, TokenIssuer};
 use super::UnixMillis;
@@ -60,6 +62,18 @@ impl SessionService {
         new: NewSession,
         now: UnixMillis,
     ) -> Result<(Session, SessionToken), StoreError> {
+        self.create_checked(new, None, now).await
+    }
+
+    /// Like `create`, but refuses (`CredentialVersionChanged`) unless the user's credential
+    /// version is still `expected_version`, read before the credentials were checked: a login
+    /// racing a password change loses.
+    pub async fn create_checked(
+        &self,
+        new: NewSession,
+        expected_version: Option<u64>,
+        now: UnixMillis,
+    ) -> Result<(Session, SessionToken), StoreError> {
         let id = SessionId::generate(&self.home, &new.user_id);
         tracing::Span::current().record("session.id", tracing::field::display(&id));
         let secret = SessionSecret::generate();
@@ -93,7 +107,7 @@ impl SessionService {
                 record: &record,
                 ttl_ms: ttl,
                 limit: self.limit,
-                expected_version: None,
+                expected_version,
                 now,
             })
             .await?;
@@ -170,6 +184,95 @@ impl SessionService {
         let revoked = self.store.revoke(&session.id, &user).await?;
         tracing::info!(revoked, "session revoked");
         Ok(revoked)
+    }
+
+    /// A live session by id, without a credential (admin paths only).
+    pub async fn load(
+        &self,
+        id: &SessionId,
+        now: UnixMillis,
+    ) -> Result<Option<Session>, StoreError> {
+        let Some(record) = self.store.load(id).await? else {
+            return Ok(None);
+        };
+        let live = !matches!(
+            self.policy.check(
+                now,
+                record.last_seen_at,
+                record.idle_expires_at,
+                record.expires_at
+            ),
+            Liveness::Expired
+        );
+        Ok(live.then(|| Session {
+            id: id.clone(),
+            record,
+        }))
+    }
+
+    /// Ends every session of the user and bumps the credential version.
+    #[tracing::instrument(name = "Revoke all sessions", skip_all, fields(user.id = %user))]
+    pub async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {
+        let n = self.store.revoke_all(user).await?;
+        tracing::info!(revoked = n, "all sessions of the user revoked");
+        Ok(n)
+    }
+
+    pub async fn credential_version(&self, user: &UserId) -> Result<u64, StoreError> {
+        self.store.credential_version(user).await
+    }
+
+    /// Gives the session a new secret, keeping its id; with `elevation`, records the step-up.
+    /// The presented (old) secret stops working at once. `NoSession` if it was rotated or
+    /// revoked meanwhile.
+    #[tracing::instrument(name = "Rotate session secret", skip_all, fields(session.id = %session.id))]
+    pub async fn rotate(
+        &self,
+        session: &mut Session,
+        elevation: Option<Acr>,
+        now: UnixMillis,
+    ) -> Result<SessionToken, AuthError> {
+        let secret = SessionSecret::generate();
+        let new_hash = secret.hash().to_base64();
+        let rotated = self
+            .store
+            .rotate(
+                &session.id,
+                &session.record.secret_hash,
+                &new_hash,
+                elevation.map(|acr| (now, acr)),
+            )
+            .await?;
+        if !rotated {
+            return Err(AuthError::NoSession);
+        }
+        session.record.secret_hash = new_hash;
+        if let Some(acr) = elevation {
+            session.record.elevated_at = now;
+            session.record.elevated_acr = Some(acr);
+            tracing::info!(acr = acr.as_str(), "session elevated");
+        }
+        Ok(SessionToken::new(session.id.clone(), secret))
+    }
+
+    /// Issues a single-use grant for one operation (identified by its digest).
+    pub async fn grant(
+        &self,
+        session: &Session,
+        digest: &str,
+        acr: Acr,
+        ttl_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.store.put_grant(&session.id, digest, acr, ttl_ms).await
+    }
+
+    /// Spends the grant for this operation, if there is one; returns its level.
+    pub async fn take_grant(
+        &self,
+        session: &Session,
+        digest: &str,
+    ) -> Result<Option<Acr>, StoreError> {
+        self.store.take_grant(&session.id, digest).await
     }
 
     /// The user's live sessions.

@@ -36,10 +36,40 @@ impl KeyLayout {
         format!("{}:v:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// `tsr:f:{tag}:<user id>`: fingerprint of the user's entry in the users file.
+    pub fn fingerprint(&self, user: &UserId) -> String {
+        format!("{}:f:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
+    /// `tsr:totp:{tag}:<user id>`: the last TOTP step the user spent.
+    pub fn totp_step(&self, user: &UserId) -> String {
+        format!("{}:totp:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
+    /// `tsr:g:{tag}:<session id>:<operation digest>`: a single-use step-up grant.
+    pub fn grant(&self, id: &SessionId, digest: &str) -> String {
+        format!("{}:{digest}", self.session(id).replacen(":s:", ":g:", 1))
+    }
+
+    /// Login throttling counters (hashed names: usernames are arbitrary text).
+    pub fn counter(&self, kind: &str, name: &str) -> String {
+        format!("{}:rl:{kind}:{}", self.prefix, short_hash(name))
+    }
+
+    /// A pending MFA ticket, by the hash of its handle.
+    pub fn mfa_ticket(&self, handle_hash: &str) -> String {
+        format!("{}:mfa:{handle_hash}", self.prefix)
+    }
+
     /// The shared signing key ring.
     pub fn keyring(&self) -> String {
         format!("{}:keyring", self.prefix)
     }
+}
+
+fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(s.as_bytes())[..12])
 }
 
 #[cfg(test)]
@@ -63,6 +93,9 @@ mod tests {
             layout.session(&id),
             layout.user_index(&user),
             layout.credential_version(&user),
+            layout.fingerprint(&user),
+            layout.totp_step(&user),
+            layout.grant(&id, "abc"),
         ];
         for key in &keys {
             assert_eq!(hash_tag(key), user.tag(), "{key}");

@@ -6,7 +6,9 @@ use super::store_error;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{CreateRequest, Created};
 use crate::session::UnixMillis;
-use crate::session::{Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId};
+use crate::session::{
+    Acr, Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId,
+};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -16,6 +18,9 @@ use std::sync::LazyLock;
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke.lua")));
+static REVOKE_ALL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
+static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/elevate.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -161,5 +166,82 @@ impl SessionStore for RedisSessionStore {
         }
         sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen_at));
         Ok(sessions)
+    }
+
+    async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {
+        let n: i64 = REVOKE_ALL
+            .key(self.keys.credential_version(user))
+            .key(self.keys.user_index(user))
+            .key(self.keys.fingerprint(user))
+            .arg(self.keys.session_prefix(&user.tag()))
+            .arg("")
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn credential_version(&self, user: &UserId) -> Result<u64, StoreError> {
+        let v: Option<u64> = self
+            .conn
+            .clone()
+            .get(self.keys.credential_version(user))
+            .await
+            .map_err(store_error)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn rotate(
+        &self,
+        id: &SessionId,
+        old_hash: &str,
+        new_hash: &str,
+        elevation: Option<(UnixMillis, Acr)>,
+    ) -> Result<bool, StoreError> {
+        let (at, acr) = match elevation {
+            Some((at, acr)) => (at.to_string(), acr.as_str()),
+            None => (String::new(), ""),
+        };
+        let done: i64 = ROTATE
+            .key(self.keys.session(id))
+            .arg(old_hash)
+            .arg(new_hash)
+            .arg(at)
+            .arg(acr)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(done == 1)
+    }
+
+    async fn put_grant(
+        &self,
+        id: &SessionId,
+        digest: &str,
+        acr: Acr,
+        ttl_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.grant(id, digest))
+            .arg(acr.as_str())
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError> {
+        let level: Option<String> = redis::cmd("GETDEL")
+            .arg(self.keys.grant(id, digest))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(level.and_then(|l| match l.as_str() {
+            "pwd" => Some(Acr::Pwd),
+            "mfa" => Some(Acr::Mfa),
+            _ => None,
+        }))
     }
 }

@@ -1,0 +1,342 @@
+//! Tessera's own login and step-up: users file + argon2id + TOTP, throttled, racing nothing.
+
+use super::directory::{Directory, User};
+use super::limits::LoginLimits;
+use super::password::{Busy, PasswordHasher};
+use super::ports::{AuthStore, MfaTicket};
+use super::totp;
+use crate::session::{
+    Acr, NewSession, Session, SessionService, SessionToken, StoreError, UnixMillis,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+
+/// How long a pending MFA ticket lives.
+pub const MFA_TICKET_TTL_SECS: u64 = 300;
+/// Wrong TOTP codes one ticket survives.
+pub const MFA_TICKET_MAX_FAILURES: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password: one answer for both.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    Disabled,
+    #[error("too many attempts")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error("MFA ticket unknown, used or expired")]
+    MfaTicketInvalid,
+    #[error("wrong TOTP code")]
+    TotpInvalid,
+    #[error("TOTP code already used")]
+    TotpReplayed,
+    #[error("this session's user cannot step up here")]
+    NotStepUpCapable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Busy> for LoginError {
+    fn from(_: Busy) -> Self {
+        LoginError::Busy
+    }
+}
+
+/// Who is logging in from where.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+    pub device_name: String,
+}
+
+pub enum LoginOutcome {
+    Session(Session, SessionToken),
+    /// Password accepted; `ticket` must come back with a TOTP code to `/v1/login/mfa`.
+    MfaRequired {
+        ticket: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct LoginService {
+    directory: Arc<RwLock<Arc<Directory>>>,
+    hasher: PasswordHasher,
+    store: Arc<dyn AuthStore>,
+    sessions: SessionService,
+    limits: LoginLimits,
+}
+
+impl LoginService {
+    pub fn new(
+        directory: Directory,
+        hasher: PasswordHasher,
+        store: Arc<dyn AuthStore>,
+        sessions: SessionService,
+        limits: LoginLimits,
+    ) -> Self {
+        Self {
+            directory: Arc::new(RwLock::new(Arc::new(directory))),
+            hasher,
+            store,
+            sessions,
+            limits,
+        }
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs a reloaded users file and ends the sessions of every user whose entry changed
+    /// (or disappeared). Safe to run on every node: the store makes it idempotent.
+    pub async fn install(&self, directory: Directory) -> Result<(), StoreError> {
+        let previous = self.directory();
+        for user in directory.users() {
+            if let Some(n) = self
+                .store
+                .sync_fingerprint(&user.id, &user.fingerprint)
+                .await?
+            {
+                tracing::warn!(user.id = %user.id, revoked = n, "user entry changed: credential version bumped, sessions ended");
+            }
+        }
+        for gone in previous
+            .users()
+            .filter(|u| directory.by_id(u.id.as_str()).is_none())
+        {
+            let n = self.sessions.revoke_all(&gone.id).await?;
+            tracing::warn!(user.id = %gone.id, revoked = n, "user removed from the users file: sessions ended");
+        }
+        *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
+        Ok(())
+    }
+
+    /// Refuses before any hashing when the IP or the username is being hammered.
+    async fn throttle(&self, ip: &str, username: &str, now: UnixMillis) -> Result<(), LoginError> {
+        let (hits, reset) = self
+            .store
+            .hit(&format!("ip:{ip}"), self.limits.ip_window_secs)
+            .await?;
+        if hits > self.limits.per_ip {
+            tracing::warn!(client.ip = ip, "login rate limit reached for IP");
+            return Err(LoginError::RateLimited {
+                retry_after_secs: reset.max(1),
+            });
+        }
+        let (failures, last) = self.store.failures(username).await?;
+        let wait_until = last + self.limits.delay_after(failures) as i64 * 1000;
+        if now < wait_until {
+            tracing::warn!(
+                failures,
+                "login delayed for username after repeated failures"
+            );
+            return Err(LoginError::RateLimited {
+                retry_after_secs: ((wait_until - now) as u64).div_ceil(1000).max(1),
+            });
+        }
+        Ok(())
+    }
+
+    async fn count_success(&self, user: &User) -> Result<(), LoginError> {
+        let (hits, reset) = self
+            .store
+            .hit(&format!("ok:{}", user.id), self.limits.success_window_secs)
+            .await?;
+        if hits > self.limits.successes {
+            return Err(LoginError::RateLimited {
+                retry_after_secs: reset.max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Password step of a login.
+    #[tracing::instrument(name = "Login", skip_all, fields(user.id))]
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+        now: UnixMillis,
+    ) -> Result<LoginOutcome, LoginError> {
+        self.throttle(&client.ip, username, now).await?;
+        let directory = self.directory();
+        let user = directory.by_username(username);
+        // Read before the password check: a password change racing this login wins.
+        let version = match user {
+            Some(u) => Some(self.sessions.credential_version(&u.id).await?),
+            None => None,
+        };
+        let ok = self
+            .hasher
+            .verify(password, user.map(|u| u.password_hash.as_str()))
+            .await?;
+        let (Some(user), true) = (user, ok) else {
+            self.store.record_failure(username, now).await?;
+            tracing::warn!(client.ip = %client.ip, "login failed");
+            return Err(LoginError::InvalidCredentials);
+        };
+        tracing::Span::current().record("user.id", tracing::field::display(&user.id));
+        if user.disabled {
+            tracing::warn!("login refused: account disabled");
+            return Err(LoginError::Disabled);
+        }
+        self.store.clear_failures(username).await?;
+        if user.totp_secret.is_some() {
+            let ticket = random_handle();
+            let pending = MfaTicket {
+                user_id: user.id.as_str().to_owned(),
+                auth_time: now,
+                credential_version: version.unwrap_or(0),
+                ip: client.ip,
+                user_agent: client.user_agent,
+                device_name: client.device_name,
+            };
+            self.store
+                .put_ticket(&handle_hash(&ticket), &pending, MFA_TICKET_TTL_SECS)
+                .await?;
+            tracing::info!("password accepted; TOTP required");
+            return Ok(LoginOutcome::MfaRequired { ticket });
+        }
+        self.count_success(user).await?;
+        let new = NewSession {
+            user_id: user.id.clone(),
+            acr: Acr::Pwd,
+            amr: vec!["pwd".into()],
+            roles: user.roles.clone(),
+            ip: client.ip,
+            user_agent: client.user_agent,
+            device_name: client.device_name,
+            auth_time: Some(now),
+        };
+        let (session, token) = self.sessions.create_checked(new, version, now).await?;
+        Ok(LoginOutcome::Session(session, token))
+    }
+
+    /// Second step: the TOTP code for a pending ticket.
+    #[tracing::instrument(name = "Login MFA", skip_all, fields(user.id))]
+    pub async fn login_mfa(
+        &self,
+        ticket: &str,
+        code: &str,
+        now: UnixMillis,
+    ) -> Result<(Session, SessionToken), LoginError> {
+        let hash = handle_hash(ticket);
+        let pending = self
+            .store
+            .get_ticket(&hash)
+            .await?
+            .ok_or(LoginError::MfaTicketInvalid)?;
+        let directory = self.directory();
+        let user = directory
+            .by_id(&pending.user_id)
+            .ok_or(LoginError::MfaTicketInvalid)?;
+        tracing::Span::current().record("user.id", tracing::field::display(&user.id));
+        if user.disabled {
+            return Err(LoginError::Disabled);
+        }
+        if let Err(e) = self.check_totp(user, code, now).await {
+            self.store
+                .ticket_failure(&hash, MFA_TICKET_MAX_FAILURES)
+                .await?;
+            return Err(e);
+        }
+        if !self.store.consume_ticket(&hash).await? {
+            return Err(LoginError::MfaTicketInvalid);
+        }
+        self.count_success(user).await?;
+        let new = NewSession {
+            user_id: user.id.clone(),
+            acr: Acr::Mfa,
+            amr: vec!["pwd".into(), "otp".into()],
+            roles: user.roles.clone(),
+            ip: pending.ip,
+            user_agent: pending.user_agent,
+            device_name: pending.device_name,
+            auth_time: Some(now),
+        };
+        Ok(self
+            .sessions
+            .create_checked(new, Some(pending.credential_version), now)
+            .await?)
+    }
+
+    /// Verifies a TOTP code and spends its time step (a replay fails); failures count against
+    /// the username like wrong passwords.
+    async fn check_totp(&self, user: &User, code: &str, now: UnixMillis) -> Result<(), LoginError> {
+        let secret = user.totp_secret.as_deref().ok_or(LoginError::TotpInvalid)?;
+        let Some(step) = totp::verify(secret, code, (now / 1000).max(0) as u64) else {
+            self.store.record_failure(&user.username, now).await?;
+            tracing::warn!("wrong TOTP code");
+            return Err(LoginError::TotpInvalid);
+        };
+        if !self.store.use_totp_step(&user.id, step).await? {
+            self.store.record_failure(&user.username, now).await?;
+            tracing::warn!("replayed TOTP code refused");
+            return Err(LoginError::TotpReplayed);
+        }
+        Ok(())
+    }
+
+    /// Re-verifies the session's user; returns the level reached. A password alone never
+    /// reaches `mfa` for a user with TOTP enrolled; a user without TOTP tops out at `pwd`.
+    #[tracing::instrument(name = "Step up", skip_all, fields(session.id = %session.id))]
+    pub async fn step_up(
+        &self,
+        session: &Session,
+        password: Option<&str>,
+        code: Option<&str>,
+        client_ip: &str,
+        now: UnixMillis,
+    ) -> Result<Acr, LoginError> {
+        let directory = self.directory();
+        let user = directory
+            .by_id(&session.record.user_id)
+            .ok_or(LoginError::NotStepUpCapable)?;
+        if user.disabled {
+            return Err(LoginError::Disabled);
+        }
+        self.throttle(client_ip, &user.username, now).await?;
+        if let Some(password) = password {
+            if !self
+                .hasher
+                .verify(password, Some(&user.password_hash))
+                .await?
+            {
+                self.store.record_failure(&user.username, now).await?;
+                tracing::warn!("step-up password wrong");
+                return Err(LoginError::InvalidCredentials);
+            }
+        }
+        let level = match code {
+            Some(code) => {
+                self.check_totp(user, code, now).await?;
+                Acr::Mfa
+            }
+            None => Acr::Pwd,
+        };
+        self.store.clear_failures(&user.username).await?;
+        Ok(level)
+    }
+}
+
+fn random_handle() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Only the hash of a ticket handle is stored, like every other credential.
+fn handle_hash(handle: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(handle.as_bytes()))
+}

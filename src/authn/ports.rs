@@ -1,0 +1,50 @@
+//! What login needs from storage: throttling counters, MFA tickets, TOTP replay protection and
+//! the per-user fingerprint that ties the users file to credential versions.
+
+use crate::session::{StoreError, UserId};
+use async_trait::async_trait;
+
+/// A pending second factor: the password was right, the TOTP code is still owed.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MfaTicket {
+    pub user_id: String,
+    /// When the password was verified (becomes the session's `auth_time`).
+    pub auth_time: i64,
+    /// The credential version read before the password was checked.
+    pub credential_version: u64,
+    pub ip: String,
+    pub user_agent: String,
+    pub device_name: String,
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// Counts one hit in a fixed window; returns (hits so far, seconds until the window resets).
+    async fn hit(&self, bucket: &str, window_secs: u64) -> Result<(u32, u64), StoreError>;
+    /// Consecutive failures of a username and when the last one happened (ms).
+    async fn failures(&self, username: &str) -> Result<(u32, i64), StoreError>;
+    async fn record_failure(&self, username: &str, now: i64) -> Result<(), StoreError>;
+    async fn clear_failures(&self, username: &str) -> Result<(), StoreError>;
+    /// Stores a ticket under the hash of its handle.
+    async fn put_ticket(
+        &self,
+        handle_hash: &str,
+        ticket: &MfaTicket,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError>;
+    async fn get_ticket(&self, handle_hash: &str) -> Result<Option<MfaTicket>, StoreError>;
+    /// Deletes the ticket; `false` if someone else consumed it first.
+    async fn consume_ticket(&self, handle_hash: &str) -> Result<bool, StoreError>;
+    /// Counts a wrong code against the ticket; deletes it after `max` failures.
+    async fn ticket_failure(&self, handle_hash: &str, max: u32) -> Result<(), StoreError>;
+    /// Records `step` as used; `false` if it (or a later one) was used already: a replay.
+    async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
+    /// Records the user's fingerprint; if it differs from the stored one, bumps the credential
+    /// version and ends every session of the user. Returns the number of sessions ended
+    /// (`None` when nothing changed).
+    async fn sync_fingerprint(
+        &self,
+        user: &UserId,
+        fingerprint: &str,
+    ) -> Result<Option<u64>, StoreError>;
+}

@@ -1,0 +1,150 @@
+//! The high-risk guard: an actix extractor that demands a live, Redis-checked session at a
+//! level and freshness the route states, for Tessera's own routes and for embedding apps.
+//!
+//! ```ignore
+//! App::new()
+//!     .app_data(web::Data::new(guard))                        // a SessionGuard
+//!     .service(web::resource("/payments")
+//!         .app_data(Requirement { acr: Acr::Mfa, max_age_secs: 300, role: None })
+//!         .route(web::post().to(pay)));
+//! async fn pay(elevated: Elevated) -> impl Responder { /* elevated.session */ }
+//! ```
+//!
+//! Answers: no valid session → plain 401; wrong role → 403; valid session lacking the level or
+//! freshness → 401 with the RFC 9470 `insufficient_user_authentication` challenge.
+
+use crate::error::ApiError;
+use crate::http::credential::{presented_session, Presented};
+use crate::http::csrf;
+use crate::session::policy::{Requirement, Verdict};
+use crate::session::{Region, Session, SessionService, UnixMillis};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Everything needed to check a request's session. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionGuard {
+    service: SessionService,
+    regions: Arc<[Region]>,
+    allowed_origins: Arc<[String]>,
+    /// When false (Redis may evict keys), session checks fail closed.
+    redis_ok: Arc<AtomicBool>,
+}
+
+impl SessionGuard {
+    pub fn new(
+        service: SessionService,
+        allowed_origins: Vec<String>,
+        redis_ok: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            regions: service.regions().to_vec().into(),
+            service,
+            allowed_origins: allowed_origins.into(),
+            redis_ok,
+        }
+    }
+
+    pub fn service(&self) -> &SessionService {
+        &self.service
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
+    /// Finds the credential, runs the CSRF checks a cookie needs on unsafe methods (before any
+    /// I/O), and loads the live session from Redis.
+    pub async fn session(
+        &self,
+        req: &HttpRequest,
+        now: UnixMillis,
+    ) -> Result<(Presented, Session), ApiError> {
+        let presented = presented_session(req, &self.regions)?.ok_or_else(|| {
+            ApiError::unauthorized("no_session", "no session credential presented")
+        })?;
+        let unsafe_method = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        if unsafe_method && presented.is_cookie() {
+            csrf::check(
+                req,
+                &self.allowed_origins,
+                &presented.token().secret().csrf_token(),
+            )?;
+        }
+        if !self.redis_ok.load(Ordering::Relaxed) {
+            return Err(ApiError::unavailable(
+                "Redis maxmemory-policy is not noeviction",
+            ));
+        }
+        let session = self.service.authenticate(presented.token(), now).await?;
+        Ok((presented, session))
+    }
+
+    /// `session`, then the route's requirement.
+    pub async fn elevated(
+        &self,
+        req: &HttpRequest,
+        requirement: &Requirement,
+        now: UnixMillis,
+    ) -> Result<Elevated, ApiError> {
+        let (presented, session) = self.session(req, now).await?;
+        check(&session, requirement, now)?;
+        Ok(Elevated { presented, session })
+    }
+}
+
+/// Applies a requirement to a loaded session, with the documented answers.
+pub fn check(
+    session: &Session,
+    requirement: &Requirement,
+    now: UnixMillis,
+) -> Result<(), ApiError> {
+    match requirement.judge(&session.record, now) {
+        Verdict::Satisfied => Ok(()),
+        Verdict::MissingRole => Err(ApiError::forbidden(
+            "insufficient_role",
+            "this route needs a role the session does not have",
+        )),
+        Verdict::Insufficient => {
+            tracing::info!(session.id = %session.id, "step-up required");
+            Err(ApiError::insufficient_user_authentication(
+                requirement.acr,
+                requirement.max_age_secs,
+            ))
+        }
+    }
+}
+
+/// A session that met the route's `Requirement` (found in the route's or scope's app data).
+pub struct Elevated {
+    pub presented: Presented,
+    pub session: Session,
+}
+
+impl FromRequest for Elevated {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let guard = req
+                .app_data::<web::Data<SessionGuard>>()
+                .ok_or_else(|| ApiError::internal("SessionGuard missing from app data"))?;
+            let requirement = req
+                .app_data::<Requirement>()
+                .ok_or_else(|| ApiError::internal("route has no Requirement in its app data"))?;
+            Ok(guard
+                .elevated(&req, requirement, crate::http::now_ms())
+                .await?)
+        })
+    }
+}

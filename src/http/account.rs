@@ -1,0 +1,154 @@
+//! `/v1/sessions`: a user sees their devices and ends any of them.
+//!
+//! Ending *other* sessions needs a recent authentication (login or step-up within
+//! `recent_auth_secs`), so a stolen cookie cannot lock the owner out; ending the current one
+//! never does.
+
+use super::session::clear_dead_cookie;
+use super::views::SessionView;
+use super::{cookie, now_ms, State};
+use crate::error::ApiError;
+use crate::guard;
+use crate::session::policy::Requirement;
+use crate::session::{Acr, Session, UserId};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+fn recent_auth(state: &State) -> Requirement {
+    Requirement {
+        acr: Acr::Pwd,
+        max_age_secs: state.settings.recent_auth_secs,
+        role: None,
+    }
+}
+
+fn owner(session: &Session) -> Result<UserId, ApiError> {
+    UserId::parse(&session.record.user_id).map_err(|_| ApiError::internal("stored user id invalid"))
+}
+
+/// `GET /v1/sessions`: the caller's live sessions, `current: true` on this one.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<State>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let now = now_ms();
+    let (_, current) = state
+        .guard
+        .session(&req, now)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let sessions = state
+        .service
+        .list(&owner(&current)?, now)
+        .await
+        .map_err(ApiError::from)?;
+    let views: Vec<_> = sessions
+        .iter()
+        .map(|s| SessionView::new(s, s.id == current.id))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "sessions": views })))
+}
+
+/// `DELETE /v1/sessions/{id}`: end one of the caller's sessions (another user's id: 404).
+pub async fn revoke_one(
+    req: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let now = now_ms();
+    let (presented, current) = state
+        .guard
+        .session(&req, now)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let target = path.into_inner();
+    let is_current = target == current.id.as_str();
+    let victim = if is_current {
+        current.clone()
+    } else {
+        let mine = state
+            .service
+            .list(&owner(&current)?, now)
+            .await
+            .map_err(ApiError::from)?;
+        let victim = mine
+            .into_iter()
+            .find(|s| s.id.as_str() == target)
+            .ok_or_else(|| ApiError::not_found("no such session"))?;
+        guard::check(&current, &recent_auth(&state), now)?;
+        victim
+    };
+    let revoked = state
+        .service
+        .revoke(&victim)
+        .await
+        .map_err(ApiError::from)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if is_current && presented.is_cookie() {
+        response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+    }
+    Ok(response.json(serde_json::json!({ "revoked": revoked as u8 })))
+}
+
+#[derive(Deserialize)]
+pub struct Scope {
+    scope: String,
+}
+
+/// `DELETE /v1/sessions?scope=others|all` → `{revoked: n}`. `all` also bumps the credential
+/// version ("log out everywhere"), so every access token of the user dies with the sessions.
+pub async fn revoke_many(
+    req: HttpRequest,
+    state: web::Data<State>,
+    query: web::Query<Scope>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let now = now_ms();
+    let (presented, current) = state
+        .guard
+        .session(&req, now)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let user = owner(&current)?;
+    let all = match query.scope.as_str() {
+        "others" => false,
+        "all" => true,
+        _ => {
+            return Err(
+                ApiError::bad_request("invalid_query", "scope must be `others` or `all`").into(),
+            )
+        }
+    };
+    guard::check(&current, &recent_auth(&state), now)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    let revoked = if all {
+        if presented.is_cookie() {
+            response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+        }
+        state
+            .service
+            .revoke_all(&user)
+            .await
+            .map_err(ApiError::from)?
+    } else {
+        let mut n = 0;
+        for other in state
+            .service
+            .list(&user, now)
+            .await
+            .map_err(ApiError::from)?
+        {
+            if other.id != current.id
+                && state.service.revoke(&other).await.map_err(ApiError::from)?
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    Ok(response.json(serde_json::json!({ "revoked": revoked })))
+}

@@ -1,0 +1,260 @@
+//! `/v1/login`, `/v1/login/mfa`, `/v1/session/step-up`: Tessera's own authentication.
+
+use super::session::clear_dead_cookie;
+use super::views::SessionView;
+use super::{cookie, csrf, now_ms, State};
+use crate::authn::login::{ClientInfo, LoginOutcome};
+use crate::error::ApiError;
+use crate::session::{Session, SessionToken};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    client: Option<String>,
+    #[serde(default)]
+    device_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    mfa_token: String,
+    totp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    totp: Option<String>,
+    /// Bind the step-up to one operation: yields a single-use grant for exactly that operation.
+    #[serde(default)]
+    bind: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn client_info(req: &HttpRequest, state: &State, device_name: Option<String>) -> ClientInfo {
+    ClientInfo {
+        ip: state.client_ip(req),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        device_name: device_name.unwrap_or_default(),
+    }
+}
+
+/// A browser session was established: cookie plus `{session, csrf_token}`.
+fn established(
+    session: &Session,
+    token: &SessionToken,
+    status: actix_web::http::StatusCode,
+) -> HttpResponse {
+    let max_age = (session.record.expires_at - now_ms()) / 1000;
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .append_header((
+            header::SET_COOKIE,
+            cookie::session_cookie(token.expose(), max_age).to_string(),
+        ))
+        .json(serde_json::json!({
+            "session": SessionView::new(session, true),
+            "csrf_token": token.secret().csrf_token().expose(),
+        }))
+}
+
+/// `POST /v1/login`: password first; users with TOTP get an `mfa_token` to finish with.
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<State>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // Login CSRF: a foreign page must not log the victim into the attacker's account.
+    csrf::check_origin(&req, &state.settings.allowed_origins)?;
+    state.ensure_redis_policy()?;
+    let body = body.into_inner();
+    match body.client.as_deref() {
+        None | Some("browser") => {}
+        Some("native") => {
+            return Err(ApiError::bad_request(
+                "unsupported_client",
+                "native clients (refresh tokens) are not available yet; use client \"browser\"",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`client` must be \"browser\" or \"native\"",
+            ))
+        }
+    }
+    if body.username.is_empty() || body.username.len() > 128 || body.password.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "username and password are required",
+        ));
+    }
+    let client = client_info(&req, &state, body.device_name);
+    match state
+        .login
+        .login(&body.username, &body.password, client, now_ms())
+        .await?
+    {
+        LoginOutcome::Session(session, token) => Ok(established(
+            &session,
+            &token,
+            actix_web::http::StatusCode::OK,
+        )),
+        LoginOutcome::MfaRequired { ticket } => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "mfa_required": true, "mfa_token": ticket }))),
+    }
+}
+
+/// `POST /v1/login/mfa`: the TOTP code for a pending login.
+pub async fn login_mfa(
+    req: HttpRequest,
+    state: web::Data<State>,
+    body: web::Json<MfaRequest>,
+) -> Result<HttpResponse, ApiError> {
+    csrf::check_origin(&req, &state.settings.allowed_origins)?;
+    state.ensure_redis_policy()?;
+    if body.mfa_token.len() > 64 {
+        return Err(ApiError::unauthorized(
+            "invalid_mfa_token",
+            "the MFA token is unknown, used or expired; log in again",
+        ));
+    }
+    let (session, token) = state
+        .login
+        .login_mfa(&body.mfa_token, &body.totp, now_ms())
+        .await?;
+    Ok(established(
+        &session,
+        &token,
+        actix_web::http::StatusCode::OK,
+    ))
+}
+
+/// Canonical digest of an operation description: sorted keys, no whitespace.
+pub fn operation_digest(operation: &serde_json::Map<String, serde_json::Value>) -> String {
+    // serde_json maps are sorted by key (no `preserve_order`), so this is canonical.
+    let canonical = serde_json::Value::Object(operation.clone()).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// `POST /v1/session/step-up`: re-verify and become elevated (or earn a grant for one bound
+/// operation). The secret rotates either way; the old credential dies at once.
+pub async fn step_up(
+    req: HttpRequest,
+    state: web::Data<State>,
+    body: web::Json<StepUpRequest>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let body = body.into_inner();
+    if body.password.is_none() && body.totp.is_none() {
+        return Err(
+            ApiError::bad_request("invalid_request", "send `password` and/or `totp`").into(),
+        );
+    }
+    if let Some(bind) = &body.bind {
+        if bind.is_empty()
+            || bind.len() > 16
+            || serde_json::to_string(bind)
+                .map(|s| s.len())
+                .unwrap_or(usize::MAX)
+                > 2048
+        {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`bind` must be a small non-empty object",
+            )
+            .into());
+        }
+    }
+    let now = now_ms();
+    let (presented, mut session) = state
+        .guard
+        .session(&req, now)
+        .await
+        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let ip = state.client_ip(&req);
+    let level = state
+        .login
+        .step_up(
+            &session,
+            body.password.as_deref(),
+            body.totp.as_deref(),
+            &ip,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    let grant = match &body.bind {
+        Some(operation) => {
+            let ttl = state.settings.step_up_grant_secs;
+            state
+                .service
+                .grant(&session, &operation_digest(operation), level, ttl * 1000)
+                .await
+                .map_err(ApiError::from)?;
+            Some(ttl)
+        }
+        None => None,
+    };
+    let elevation = grant.is_none().then_some(level);
+    let token = state
+        .service
+        .rotate(&mut session, elevation, now)
+        .await
+        .map_err(ApiError::from)?;
+    let mut body = serde_json::json!({
+        "session": SessionView::new(&session, true),
+        "acr": level.as_str(),
+    });
+    if let Some(ttl) = grant {
+        body["grant"] = serde_json::json!({ "expires_in": ttl });
+    }
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if presented.is_cookie() {
+        let max_age = (session.record.expires_at - now) / 1000;
+        response.append_header((
+            header::SET_COOKIE,
+            cookie::session_cookie(token.expose(), max_age).to_string(),
+        ));
+        body["csrf_token"] = token.secret().csrf_token().expose().into();
+    } else {
+        body["session_token"] = token.expose().into();
+    }
+    Ok(response.json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_digest;
+
+    #[test]
+    fn operation_digests_ignore_key_order_but_not_values() {
+        let a: serde_json::Map<_, _> =
+            serde_json::from_str(r#"{"action":"payment","amount":"120.00 EUR","payee":"x"}"#)
+                .unwrap();
+        let b: serde_json::Map<_, _> =
+            serde_json::from_str(r#"{"payee":"x","amount":"120.00 EUR","action":"payment"}"#)
+                .unwrap();
+        let c: serde_json::Map<_, _> =
+            serde_json::from_str(r#"{"action":"payment","amount":"1200.00 EUR","payee":"x"}"#)
+                .unwrap();
+        assert_eq!(operation_digest(&a), operation_digest(&b));
+        assert_ne!(operation_digest(&a), operation_digest(&c));
+    }
+}

@@ -1,0 +1,75 @@
+//! `/v1/admin/users/{user_id}/sessions`: human admins on the public listener. They need the
+//! `admin` role and an `mfa` authentication from the last 5 minutes (the high-risk guard).
+
+use super::now_ms;
+use super::views::SessionView;
+use crate::error::ApiError;
+use crate::guard::{Elevated, SessionGuard};
+use crate::session::policy::Requirement;
+use crate::session::{Acr, UserId};
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+pub fn requirement() -> Requirement {
+    Requirement {
+        acr: Acr::Mfa,
+        max_age_secs: 300,
+        role: Some("admin".into()),
+    }
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
+        )
+    })
+}
+
+pub async fn list(
+    admin: Elevated,
+    guard: web::Data<SessionGuard>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&path.into_inner())?;
+    let sessions = guard.service().list(&user, now_ms()).await?;
+    tracing::info!(actor = %admin.session.record.user_id, user.id = %user, "admin listed sessions");
+    let views: Vec<_> = sessions
+        .iter()
+        .map(|s| SessionView::new(s, s.id == admin.session.id))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "user_id": user.as_str(), "sessions": views })))
+}
+
+pub async fn revoke_all(
+    admin: Elevated,
+    guard: web::Data<SessionGuard>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_id(&path.into_inner())?;
+    let n = guard.service().revoke_all(&user).await?;
+    tracing::warn!(actor = %admin.session.record.user_id, user.id = %user, revoked = n, "admin revoked all sessions");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n })))
+}
+
+pub async fn revoke_one(
+    admin: Elevated,
+    guard: web::Data<SessionGuard>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, id) = path.into_inner();
+    let user = user_id(&user)?;
+    let victim = guard
+        .service()
+        .list(&user, now_ms())
+        .await?
+        .into_iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
+    guard.service().revoke(&victim).await?;
+    tracing::warn!(actor = %admin.session.record.user_id, user.id = %user, session.id = %victim.id, "admin revoked a session");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": 1 })))
+}

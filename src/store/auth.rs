@@ -1,0 +1,161 @@
+//! `AuthStore` on Redis: login throttling, MFA tickets, TOTP replay protection, fingerprints.
+
+use super::keys::KeyLayout;
+use super::store_error;
+use crate::authn::ports::{AuthStore, MfaTicket};
+use crate::session::{StoreError, UserId};
+use anyhow::anyhow;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use std::sync::LazyLock;
+
+static HIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/hit.lua")));
+static TOTP_STEP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/totp_step.lua")));
+static TICKET_FAILURE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/ticket_failure.lua")));
+static SYNC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
+
+/// Seconds a username's failure count is remembered after its last failure.
+const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
+
+#[derive(Clone)]
+pub struct RedisAuthStore {
+    conn: ConnectionManager,
+    keys: KeyLayout,
+}
+
+impl RedisAuthStore {
+    pub fn new(conn: ConnectionManager, keys: KeyLayout) -> Self {
+        Self { conn, keys }
+    }
+
+    fn failures_key(&self, username: &str) -> String {
+        self.keys.counter("fail", &username.to_lowercase())
+    }
+}
+
+#[async_trait]
+impl AuthStore for RedisAuthStore {
+    async fn hit(&self, bucket: &str, window_secs: u64) -> Result<(u32, u64), StoreError> {
+        let (n, ttl_ms): (u32, i64) = HIT
+            .key(self.keys.counter("hit", bucket))
+            .arg(window_secs * 1000)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok((n, (ttl_ms.max(0) as u64).div_ceil(1000)))
+    }
+
+    async fn failures(&self, username: &str) -> Result<(u32, i64), StoreError> {
+        let (n, last): (Option<u32>, Option<i64>) = self
+            .conn
+            .clone()
+            .hmget(self.failures_key(username), &["n", "last"])
+            .await
+            .map_err(store_error)?;
+        Ok((n.unwrap_or(0), last.unwrap_or(0)))
+    }
+
+    async fn record_failure(&self, username: &str, now: i64) -> Result<(), StoreError> {
+        let key = self.failures_key(username);
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&key, "n", 1)
+            .hset(&key, "last", now)
+            .expire(&key, FAILURE_MEMORY_SECS)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
+        let _: () = self
+            .conn
+            .clone()
+            .del(self.failures_key(username))
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn put_ticket(
+        &self,
+        handle_hash: &str,
+        ticket: &MfaTicket,
+        ttl_secs: u64,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.mfa_ticket(handle_hash);
+        let data = serde_json::to_string(ticket).map_err(|e| StoreError::Other(e.into()))?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(&key, "data", data)
+            .expire(&key, ttl_secs as i64)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_ticket(&self, handle_hash: &str) -> Result<Option<MfaTicket>, StoreError> {
+        let data: Option<String> = self
+            .conn
+            .clone()
+            .hget(self.keys.mfa_ticket(handle_hash), "data")
+            .await
+            .map_err(store_error)?;
+        data.map(|d| {
+            serde_json::from_str(&d).map_err(|e| StoreError::Other(anyhow!("bad MFA ticket: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn consume_ticket(&self, handle_hash: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .clone()
+            .del(self.keys.mfa_ticket(handle_hash))
+            .await
+            .map_err(store_error)?;
+        Ok(n == 1)
+    }
+
+    async fn ticket_failure(&self, handle_hash: &str, max: u32) -> Result<(), StoreError> {
+        let _: i64 = TICKET_FAILURE
+            .key(self.keys.mfa_ticket(handle_hash))
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError> {
+        let ok: i64 = TOTP_STEP
+            .key(self.keys.totp_step(user))
+            .arg(step)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(ok == 1)
+    }
+
+    async fn sync_fingerprint(
+        &self,
+        user: &UserId,
+        fingerprint: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let n: i64 = SYNC
+            .key(self.keys.credential_version(user))
+            .key(self.keys.user_index(user))
+            .key(self.keys.fingerprint(user))
+            .arg(self.keys.session_prefix(&user.tag()))
+            .arg(fingerprint)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok((n >= 0).then_some(n as u64))
+    }
+}
