@@ -21,6 +21,7 @@ use std::time::Duration;
 
 /// A built, bound, not yet running Tessera node.
 pub struct Application {
+    guard: SessionGuard,
     public_port: u16,
     admin_port: u16,
     public: Server,
@@ -123,6 +124,7 @@ impl Application {
             .with_context(|| format!("cannot listen on admin_addr {}", settings.admin_addr))?;
         let public_port = public_listener.local_addr()?.port();
         let admin_port = admin_listener.local_addr()?.port();
+        let guard = state.guard.clone();
         let public = serve(public_listener, state.clone(), http::public_routes)?;
         let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
 
@@ -136,6 +138,7 @@ impl Application {
             background.push(tokio::spawn(watch_users_file(state.clone(), path)));
         }
         Ok(Self {
+            guard,
             public_port,
             admin_port,
             public,
@@ -143,6 +146,11 @@ impl Application {
             background,
             kek_created,
         })
+    }
+
+    /// The session guard, for apps that run Tessera in-process next to their own routes.
+    pub fn session_guard(&self) -> SessionGuard {
+        self.guard.clone()
     }
 
     pub fn public_port(&self) -> u16 {

@@ -262,8 +262,8 @@ impl Settings {
         if !(10..=3600).contains(&self.step_up_grant_secs) {
             return Err(bad("step_up_grant_secs", "must be between 10 and 3600"));
         }
-        if self.recent_auth_secs < 10 {
-            return Err(bad("recent_auth_secs", "must be at least 10"));
+        if self.recent_auth_secs < 1 {
+            return Err(bad("recent_auth_secs", "must be at least 1"));
         }
         if let Some(path) = &self.users_file {
             if !path.exists() {

@@ -88,6 +88,36 @@ impl SessionGuard {
         Ok((presented, session))
     }
 
+    /// Spends the single-use grant a step-up bound to exactly this `operation`. Without one
+    /// (or with one below `requirement.acr`), answers the RFC 9470 challenge; the role is
+    /// still checked first.
+    pub async fn spend_grant(
+        &self,
+        session: &Session,
+        operation: &serde_json::Map<String, serde_json::Value>,
+        requirement: &Requirement,
+    ) -> Result<(), ApiError> {
+        if let Some(role) = &requirement.role {
+            if !session.record.role_list().iter().any(|r| r == role) {
+                return Err(ApiError::forbidden(
+                    "insufficient_role",
+                    "this route needs a role the session does not have",
+                ));
+            }
+        }
+        let digest = crate::http::auth::operation_digest(operation);
+        match self.service.take_grant(session, &digest).await? {
+            Some(level) if level >= requirement.acr => {
+                tracing::info!(session.id = %session.id, "operation grant spent");
+                Ok(())
+            }
+            _ => Err(ApiError::insufficient_user_authentication(
+                requirement.acr,
+                requirement.max_age_secs,
+            )),
+        }
+    }
+
     /// `session`, then the route's requirement.
     pub async fn elevated(
         &self,
@@ -98,6 +128,46 @@ impl SessionGuard {
         let (presented, session) = self.session(req, now).await?;
         check(&session, requirement, now)?;
         Ok(Elevated { presented, session })
+    }
+}
+
+/// Connects a guard for an application embedding Tessera's checks (see `examples/shop.rs`):
+/// it reads sessions from the same Redis with the same settings, and never mints tokens.
+pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard> {
+    use crate::store::{KeyLayout, RedisConnections, RedisSessionStore};
+    settings.validate()?;
+    let redis = RedisConnections::connect(&settings.redis()).await?;
+    let store = RedisSessionStore::new(
+        redis.manager,
+        KeyLayout::new(settings.key_prefix.clone()),
+        settings.known_regions(),
+    );
+    let service = SessionService::new(
+        Arc::new(store),
+        Arc::new(NoMinting),
+        settings.session_policy(),
+        settings.limit_policy(),
+        settings.home_region(),
+        settings.known_regions(),
+    );
+    Ok(SessionGuard::new(
+        service,
+        settings.allowed_origins.clone(),
+        Arc::new(AtomicBool::new(true)),
+    ))
+}
+
+/// The token issuer of a process that only checks sessions.
+struct NoMinting;
+
+impl crate::session::TokenIssuer for NoMinting {
+    fn mint(
+        &self,
+        _: &Session,
+        _: Option<&str>,
+        _: UnixMillis,
+    ) -> Result<crate::session::ports::AccessToken, crate::session::ports::MintError> {
+        Err(anyhow::anyhow!("this process checks sessions only; mint tokens at Tessera").into())
     }
 }
 

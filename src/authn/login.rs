@@ -57,7 +57,7 @@ pub struct ClientInfo {
 }
 
 pub enum LoginOutcome {
-    Session(Session, SessionToken),
+    Session(Box<Session>, SessionToken),
     /// Password accepted; `ticket` must come back with a TOTP code to `/v1/login/mfa`.
     MfaRequired {
         ticket: String,
@@ -220,7 +220,7 @@ impl LoginService {
             auth_time: Some(now),
         };
         let (session, token) = self.sessions.create_checked(new, version, now).await?;
-        Ok(LoginOutcome::Session(session, token))
+        Ok(LoginOutcome::Session(Box::new(session), token))
     }
 
     /// Second step: the TOTP code for a pending ticket.

@@ -166,6 +166,7 @@ pub fn test_settings(redis: &RedisServer) -> Settings {
 }
 
 pub struct TestApp {
+    pub guard: tessera::guard::SessionGuard,
     pub public: String,
     pub admin: String,
     pub client: reqwest::Client,
@@ -190,12 +191,14 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .expect("application failed to start");
+    let guard = app.session_guard();
     let public = format!("http://127.0.0.1:{}", app.public_port());
     let admin = format!("http://127.0.0.1:{}", app.admin_port());
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
     TestApp {
+        guard,
         public,
         admin,
         client: reqwest::Client::builder()

@@ -1,11 +1,14 @@
 //! Tessera's integration tests: real Redis processes, real HTTP, nodes on port 0.
 
+mod account;
 mod config;
 mod faults;
 mod helpers;
 mod hostile;
 mod keys;
+mod login;
 mod sessions;
 mod store;
 mod tokens;
+mod users;
 mod wycheproof;
