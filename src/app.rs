@@ -13,7 +13,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -63,6 +62,7 @@ impl Application {
         let issuer = Issuer::new(settings.issuer_settings(), keys);
 
         let regions = settings.known_regions();
+        let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
         let store = RedisSessionStore::new(redis.manager.clone(), layout.clone(), regions.clone());
         let service = SessionService::new(
             Arc::new(store),
@@ -71,7 +71,9 @@ impl Application {
             settings.limit_policy(),
             settings.home_region(),
             regions.clone(),
-        );
+            Arc::new(audit.clone()),
+        )
+        .with_role_limits(settings.role_session_limits.clone());
         let redis_policy_ok = Arc::new(AtomicBool::new(true));
         let guard = SessionGuard::new(
             service.clone(),
@@ -99,7 +101,7 @@ impl Application {
             .install(directory)
             .await
             .context("cannot sync the users file with Redis")?;
-        if settings.admin_api_key.is_none() {
+        if settings.admin_api_key.is_none() && settings.admin_keys.is_empty() {
             tracing::warn!("no admin API key configured (TESSERA_ADMIN_API_KEY): the admin API refuses every request");
         }
         let state = State {
@@ -112,10 +114,8 @@ impl Application {
             settings: settings.clone(),
             pool: redis.pool.clone(),
             redis_policy_ok,
-            admin_key_hash: settings
-                .admin_api_key
-                .as_ref()
-                .map(|k| Sha256::digest(k.as_bytes()).into()),
+            admin_keys: http::admin::AdminKeyEntry::from_settings(&settings).into(),
+            audit: audit.clone(),
         };
 
         let public_listener = TcpListener::bind(&settings.public_addr)

@@ -9,6 +9,21 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One named admin API key (config file only).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKeyConfig {
+    /// Shown as the audit actor (`admin-key:<name>`).
+    pub name: String,
+    /// SHA-256 of the key, hex.
+    pub sha256: String,
+    /// Any of `sessions`, `introspect`, `revoke`, `revocations`, `keys`, `audit`.
+    pub scopes: Vec<String>,
+    /// After this instant (RFC 3339) the key is refused; lets old and new keys overlap.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
 /// Every setting, with its default. Field `foo_bar` is `foo_bar` in the file and
 /// `TESSERA_FOO_BAR` in the environment; lists are comma-separated in the environment.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -25,8 +40,10 @@ pub struct Settings {
     pub redis_pool_size: usize,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub key_prefix: String,
-    /// The all-scopes admin API key (at least 32 characters). Unset: the admin API refuses all.
+    /// The all-scopes admin API key (at least 32 characters), audited as `admin-key:admin`.
     pub admin_api_key: Option<String>,
+    /// Named, scoped admin keys, stored as SHA-256 hex digests (`tessera keys generate-api-key`).
+    pub admin_keys: Vec<AdminKeyConfig>,
     /// `iss` of minted tokens.
     pub issuer: String,
     /// `aud` when a client asks for none.
@@ -50,6 +67,9 @@ pub struct Settings {
     pub absolute_timeout_secs: i64,
     pub max_sessions_per_user: u32,
     pub on_session_limit: OnLimit,
+    /// Per-role overrides of `max_sessions_per_user` (file: `[role_session_limits] admin = 2`);
+    /// a user's strictest matching role wins.
+    pub role_session_limits: std::collections::HashMap<String, u32>,
     /// Origins allowed on cookie-authenticated unsafe requests (e.g. `https://app.example.com`).
     /// Empty: the `Origin` must match the request's `Host`.
     pub allowed_origins: Vec<String>,
@@ -98,6 +118,7 @@ impl Default for Settings {
             redis_pool_size: 8,
             key_prefix: "tsr".into(),
             admin_api_key: None,
+            admin_keys: Vec::new(),
             issuer: "http://localhost:8080".into(),
             audience: "api".into(),
             audiences: Vec::new(),
@@ -112,6 +133,7 @@ impl Default for Settings {
             absolute_timeout_secs: 24 * 60 * 60,
             max_sessions_per_user: 5,
             on_session_limit: OnLimit::Evict,
+            role_session_limits: Default::default(),
             allowed_origins: Vec::new(),
             max_body_bytes: 16 * 1024,
             workers: None,
@@ -190,6 +212,37 @@ impl Settings {
                     "admin_api_key",
                     "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
                 ));
+            }
+        }
+        for key in &self.admin_keys {
+            let field = format!("admin_keys[{}]", key.name);
+            if key.name.is_empty() || key.name.len() > 64 {
+                return Err(bad(
+                    "admin_keys",
+                    "every key needs a name of 1-64 characters",
+                ));
+            }
+            if key.sha256.len() != 64 || hex::decode(&key.sha256).is_err() {
+                return Err(bad(
+                    &field,
+                    "sha256 must be 64 hex digits (`tessera keys generate-api-key`)",
+                ));
+            }
+            if let Some(s) = key
+                .scopes
+                .iter()
+                .find(|s| crate::http::admin::Scope::parse(s).is_none())
+            {
+                return Err(bad(&field, format!("unknown scope '{s}'")));
+            }
+            if let Some(at) = &key.expires_at {
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        bad(
+                            &field,
+                            "expires_at must be RFC 3339, e.g. 2027-01-01T00:00:00Z",
+                        )
+                    })?;
             }
         }
         if SigningAlg::parse(&self.signing_alg).is_none() {

@@ -149,6 +149,7 @@ pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard>
         settings.limit_policy(),
         settings.home_region(),
         settings.known_regions(),
+        Arc::new(crate::audit::LogOnly),
     );
     Ok(SessionGuard::new(
         service,

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod config;
 pub mod error;

@@ -77,6 +77,8 @@ enum ConfigCommand {
 enum KeysCommand {
     /// Print a new random key-encryption key (base64url) for TESSERA_KEK or `<keys_dir>/kek`.
     GenerateKek,
+    /// Print a new admin API key and the SHA-256 to put in `[[admin_keys]]` (the key is shown once).
+    GenerateApiKey,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +91,16 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::GenerateKek,
         } => tessera::token::Kek::generate_text().map(|k| println!("{k}")),
+        Command::Keys {
+            command: KeysCommand::GenerateApiKey,
+        } => tessera::token::Kek::generate_text().map(|key| {
+            use sha2::Digest;
+            println!("key:    tsr_ak_{key}");
+            println!(
+                "sha256: {}",
+                hex::encode(sha2::Sha256::digest(format!("tsr_ak_{key}").as_bytes()))
+            );
+        }),
         Command::Users { command } => users(command),
     };
     match result {

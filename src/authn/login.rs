@@ -5,6 +5,7 @@ use super::limits::LoginLimits;
 use super::password::{Busy, PasswordHasher};
 use super::ports::{AuthStore, MfaTicket};
 use super::totp;
+use crate::audit::{Actor, AuditEvent};
 use crate::session::{
     Acr, NewSession, Session, SessionService, SessionToken, StoreError, UnixMillis,
 };
@@ -114,8 +115,13 @@ impl LoginService {
             .users()
             .filter(|u| directory.by_id(u.id.as_str()).is_none())
         {
-            let n = self.sessions.revoke_all(&gone.id).await?;
-            tracing::warn!(user.id = %gone.id, revoked = n, "user removed from the users file: sessions ended");
+            self.sessions
+                .revoke_all(
+                    &gone.id,
+                    &Actor::system(),
+                    "user removed from the users file",
+                )
+                .await?;
         }
         *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
         Ok(())
@@ -128,7 +134,13 @@ impl LoginService {
             .hit(&format!("ip:{ip}"), self.limits.ip_window_secs)
             .await?;
         if hits > self.limits.per_ip {
-            tracing::warn!(client.ip = ip, "login rate limit reached for IP");
+            self.sessions
+                .audit(
+                    AuditEvent::new("rate_limited", &Actor::system(), now)
+                        .ip(ip)
+                        .reason("ip"),
+                )
+                .await;
             return Err(LoginError::RateLimited {
                 retry_after_secs: reset.max(1),
             });
@@ -183,7 +195,12 @@ impl LoginService {
             .await?;
         let (Some(user), true) = (user, ok) else {
             self.store.record_failure(username, now).await?;
-            tracing::warn!(client.ip = %client.ip, "login failed");
+            let mut event = AuditEvent::new("login_failed", &Actor::system(), now).ip(&client.ip);
+            event = match user {
+                Some(u) => event.user(u.id.as_str()).reason("wrong password"),
+                None => event.reason("unknown username"),
+            };
+            self.sessions.audit(event).await;
             return Err(LoginError::InvalidCredentials);
         };
         tracing::Span::current().record("user.id", tracing::field::display(&user.id));
@@ -219,7 +236,11 @@ impl LoginService {
             device_name: client.device_name,
             auth_time: Some(now),
         };
-        let (session, token) = self.sessions.create_checked(new, version, now).await?;
+        let actor = Actor::user(user.id.as_str());
+        let (session, token) = self
+            .sessions
+            .create_checked(new, version, &actor, now)
+            .await?;
         Ok(LoginOutcome::Session(Box::new(session), token))
     }
 
@@ -265,9 +286,10 @@ impl LoginService {
             device_name: pending.device_name,
             auth_time: Some(now),
         };
+        let actor = Actor::user(user.id.as_str());
         Ok(self
             .sessions
-            .create_checked(new, Some(pending.credential_version), now)
+            .create_checked(new, Some(pending.credential_version), &actor, now)
             .await?)
     }
 
@@ -275,14 +297,19 @@ impl LoginService {
     /// the username like wrong passwords.
     async fn check_totp(&self, user: &User, code: &str, now: UnixMillis) -> Result<(), LoginError> {
         let secret = user.totp_secret.as_deref().ok_or(LoginError::TotpInvalid)?;
+        let failed = |reason: &'static str| {
+            AuditEvent::new("login_failed", &Actor::system(), now)
+                .user(user.id.as_str())
+                .reason(reason)
+        };
         let Some(step) = totp::verify(secret, code, (now / 1000).max(0) as u64) else {
             self.store.record_failure(&user.username, now).await?;
-            tracing::warn!("wrong TOTP code");
+            self.sessions.audit(failed("wrong TOTP code")).await;
             return Err(LoginError::TotpInvalid);
         };
         if !self.store.use_totp_step(&user.id, step).await? {
             self.store.record_failure(&user.username, now).await?;
-            tracing::warn!("replayed TOTP code refused");
+            self.sessions.audit(failed("replayed TOTP code")).await;
             return Err(LoginError::TotpReplayed);
         }
         Ok(())

@@ -7,6 +7,7 @@
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
 use super::{cookie, now_ms, State};
+use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::guard;
 use crate::session::policy::Requirement;
@@ -83,7 +84,15 @@ pub async fn revoke_one(
     };
     let revoked = state
         .service
-        .revoke(&victim)
+        .revoke(
+            &victim,
+            &Actor::user(&current.record.user_id),
+            if is_current {
+                "logout"
+            } else {
+                "ended by user"
+            },
+        )
         .await
         .map_err(ApiError::from)?;
     let mut response = HttpResponse::Ok();
@@ -131,7 +140,7 @@ pub async fn revoke_many(
         }
         state
             .service
-            .revoke_all(&user)
+            .revoke_all(&user, &Actor::user(user.as_str()), "logout everywhere")
             .await
             .map_err(ApiError::from)?
     } else {
@@ -143,7 +152,15 @@ pub async fn revoke_many(
             .map_err(ApiError::from)?
         {
             if other.id != current.id
-                && state.service.revoke(&other).await.map_err(ApiError::from)?
+                && state
+                    .service
+                    .revoke(
+                        &other,
+                        &Actor::user(user.as_str()),
+                        "ended by user (others)",
+                    )
+                    .await
+                    .map_err(ApiError::from)?
             {
                 n += 1;
             }

@@ -14,9 +14,109 @@ use sha2::{Digest, Sha256};
 use std::future::{ready, Ready};
 use subtle::ConstantTimeEq;
 
-/// Proof that the request carried the admin API key. Comparing SHA-256 digests in constant time
-/// leaks neither the key nor its length.
-pub struct AdminKey;
+/// What an admin key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Sessions,
+    Introspect,
+    Revoke,
+    Revocations,
+    Keys,
+    Audit,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Sessions,
+        Scope::Introspect,
+        Scope::Revoke,
+        Scope::Revocations,
+        Scope::Keys,
+        Scope::Audit,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Sessions => "sessions",
+            Scope::Introspect => "introspect",
+            Scope::Revoke => "revoke",
+            Scope::Revocations => "revocations",
+            Scope::Keys => "keys",
+            Scope::Audit => "audit",
+        }
+    }
+}
+
+/// A configured admin key, ready for constant-time matching.
+#[derive(Clone, Debug)]
+pub struct AdminKeyEntry {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub scopes: Vec<Scope>,
+    /// Unix ms after which the key is refused.
+    pub expires_at: Option<i64>,
+}
+
+impl AdminKeyEntry {
+    /// The entries from settings: the all-scopes convenience key plus the named ones.
+    pub fn from_settings(settings: &crate::Settings) -> Vec<Self> {
+        let mut keys = Vec::new();
+        if let Some(key) = &settings.admin_api_key {
+            keys.push(Self {
+                name: "admin".into(),
+                sha256: Sha256::digest(key.as_bytes()).into(),
+                scopes: Scope::ALL.to_vec(),
+                expires_at: None,
+            });
+        }
+        for k in &settings.admin_keys {
+            let mut sha256 = [0u8; 32];
+            if hex::decode_to_slice(&k.sha256, &mut sha256).is_err() {
+                continue; // refused by validation already
+            }
+            keys.push(Self {
+                name: k.name.clone(),
+                sha256,
+                scopes: k.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+                expires_at: k.expires_at.as_deref().and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                }),
+            });
+        }
+        keys
+    }
+}
+
+/// Proof that the request carried a valid admin API key. Comparing SHA-256 digests in constant
+/// time, against every configured key without stopping early, leaks neither key nor length.
+pub struct AdminKey {
+    pub name: String,
+    scopes: Vec<Scope>,
+}
+
+impl AdminKey {
+    /// 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!("this API key lacks the `{}` scope", scope.as_str()),
+            ))
+        }
+    }
+
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::admin_key(&self.name)
+    }
+}
 
 impl FromRequest for AdminKey {
     type Error = actix_web::Error;
@@ -32,7 +132,6 @@ fn check_admin_key(req: &HttpRequest) -> Result<AdminKey, ApiError> {
     let state = req
         .app_data::<web::Data<State>>()
         .ok_or_else(|| ApiError::internal("state missing"))?;
-    let expected = state.admin_key_hash.as_ref().ok_or_else(refuse)?;
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -40,11 +139,24 @@ fn check_admin_key(req: &HttpRequest) -> Result<AdminKey, ApiError> {
         .and_then(bearer_value)
         .ok_or_else(refuse)?;
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if bool::from(digest.ct_eq(expected)) {
-        Ok(AdminKey)
-    } else {
-        Err(refuse())
+    let mut found = None;
+    for entry in state.admin_keys.iter() {
+        if bool::from(digest.ct_eq(&entry.sha256)) {
+            found = Some(entry);
+        }
     }
+    let entry = found.ok_or_else(refuse)?;
+    if entry.expires_at.is_some_and(|at| now_ms() >= at) {
+        tracing::warn!(key = %entry.name, "expired admin API key refused");
+        return Err(ApiError::unauthorized(
+            "expired_api_key",
+            "this admin API key has expired",
+        ));
+    }
+    Ok(AdminKey {
+        name: entry.name.clone(),
+        scopes: entry.scopes.clone(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -89,10 +201,11 @@ fn words(field: &'static str, list: Vec<String>) -> Result<Vec<String>, ApiError
 
 /// `POST /admin/sessions`: your backend authenticated the user; Tessera starts the session.
 pub async fn create_session(
-    _: AdminKey,
+    key: AdminKey,
     state: web::Data<State>,
     body: web::Json<CreateSession>,
 ) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let body = body.into_inner();
     let user_id = UserId::parse(&body.user_id).map_err(|_| {
@@ -122,7 +235,7 @@ pub async fn create_session(
         device_name: body.device_name,
         auth_time: None,
     };
-    let (session, token) = state.service.create(new, now_ms()).await?;
+    let (session, token) = state.service.create(new, &key.actor(), now_ms()).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
@@ -134,10 +247,11 @@ pub async fn create_session(
 
 /// `GET /admin/users/{user_id}/sessions`: the user's live sessions.
 pub async fn list_user_sessions(
-    _: AdminKey,
+    key: AdminKey,
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let user_id = UserId::parse(&path.into_inner()).map_err(|_| {
         ApiError::bad_request(
@@ -164,11 +278,12 @@ pub struct ElevateRequest {
 /// `POST /admin/sessions/{id}/elevate`: your backend did its own WebAuthn/TOTP check. Records
 /// the step-up and rotates the secret; hand the new `session_token` to the client.
 pub async fn elevate(
-    _: AdminKey,
+    key: AdminKey,
     state: web::Data<State>,
     path: web::Path<String>,
     body: web::Json<ElevateRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let now = now_ms();
     let id = crate::session::SessionId::parse(&path.into_inner(), &state.regions)
@@ -180,7 +295,7 @@ pub async fn elevate(
         .ok_or_else(|| ApiError::not_found("no such session"))?;
     let token = state
         .service
-        .rotate(&mut session, Some(body.acr), now)
+        .rotate(&mut session, Some(body.acr), &key.actor(), now)
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -189,4 +304,125 @@ pub async fn elevate(
             "csrf_token": token.secret().csrf_token().expose(),
             "session": SessionView::new(&session, false),
         })))
+}
+
+fn path_user(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
+        )
+    })
+}
+
+/// `DELETE /admin/users/{user_id}/sessions/{id}`: end one session of a user.
+pub async fn revoke_user_session(
+    key: AdminKey,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
+    state.ensure_redis_policy()?;
+    let (user, id) = path.into_inner();
+    let user = path_user(&user)?;
+    let victim = state
+        .service
+        .list(&user, now_ms())
+        .await?
+        .into_iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
+    state
+        .service
+        .revoke(&victim, &key.actor(), "killed by admin API")
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": 1 })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAllRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /admin/users/{user_id}/revoke-all`: "password changed", "account disabled": bumps the
+/// credential version and ends every session.
+pub async fn revoke_all(
+    key: AdminKey,
+    state: web::Data<State>,
+    path: web::Path<String>,
+    body: Option<web::Json<RevokeAllRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
+    state.ensure_redis_policy()?;
+    let user = path_user(&path.into_inner())?;
+    let reason = body
+        .and_then(|b| b.into_inner().reason)
+        .map(|r| crate::session::model::clip(&r, 128))
+        .unwrap_or_else(|| "revoke-all by admin API".into());
+    let n = state
+        .service
+        .revoke_all(&user, &key.actor(), &reason)
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n })))
+}
+
+/// `DELETE /admin/users/{user_id}`: erase the user's sessions and per-user state (GDPR erasure).
+pub async fn erase_user(
+    key: AdminKey,
+    state: web::Data<State>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Sessions)?;
+    state.ensure_redis_policy()?;
+    let user = path_user(&path.into_inner())?;
+    let n = state.service.erase_user(&user, &key.actor()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n, "erased": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /admin/audit?user_id=&after=&limit=`: pages through the audit stream, oldest first;
+/// pass the last event's `id` as `after` for the next page.
+pub async fn audit(
+    key: AdminKey,
+    state: web::Data<State>,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Audit)?;
+    let query = query.into_inner();
+    let user = query.user_id.as_deref().map(path_user).transpose()?;
+    if let Some(after) = &query.after {
+        let valid = after.split_once('-').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && !b.is_empty()
+                && b.bytes().all(|c| c.is_ascii_digit())
+        });
+        if !valid {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`after` must be an event id such as 1700000000000-0",
+            ));
+        }
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state
+        .audit
+        .page(user.as_ref(), query.after.as_deref(), limit)
+        .await?;
+    let next = events.last().and_then(|e| e.id.clone());
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "events": events, "next": next })))
 }

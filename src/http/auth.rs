@@ -212,9 +212,10 @@ pub async fn step_up(
         None => None,
     };
     let elevation = grant.is_none().then_some(level);
+    let actor = crate::audit::Actor::user(&session.record.user_id);
     let token = state
         .service
-        .rotate(&mut session, elevation, now)
+        .rotate(&mut session, elevation, &actor, now)
         .await
         .map_err(ApiError::from)?;
     let mut body = serde_json::json!({

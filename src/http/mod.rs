@@ -36,8 +36,9 @@ pub struct State {
     pub pool: deadpool_redis::Pool,
     /// False while Redis runs with an eviction policy other than `noeviction`.
     pub redis_policy_ok: Arc<AtomicBool>,
-    /// SHA-256 of the admin API key (compared in constant time), if one is configured.
-    pub admin_key_hash: Option<[u8; 32]>,
+    /// Configured admin keys (SHA-256 digests, compared in constant time).
+    pub admin_keys: Arc<[admin::AdminKeyEntry]>,
+    pub audit: crate::store::audit::RedisAudit,
 }
 
 impl State {
@@ -112,6 +113,18 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
             fallback::resource("/admin/users/{user_id}/sessions")
                 .route(web::get().to(admin::list_user_sessions)),
         )
+        .service(
+            fallback::resource("/admin/users/{user_id}/sessions/{id}")
+                .route(web::delete().to(admin::revoke_user_session)),
+        )
+        .service(
+            fallback::resource("/admin/users/{user_id}/revoke-all")
+                .route(web::post().to(admin::revoke_all)),
+        )
+        .service(
+            fallback::resource("/admin/users/{user_id}").route(web::delete().to(admin::erase_user)),
+        )
+        .service(fallback::resource("/admin/audit").route(web::get().to(admin::audit)))
         .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
         .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
 }

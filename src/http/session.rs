@@ -59,7 +59,11 @@ pub async fn logout(
         .map_err(|e| clear_dead_cookie(&req, e))?;
     state
         .service
-        .revoke(&session)
+        .revoke(
+            &session,
+            &crate::audit::Actor::user(&session.record.user_id),
+            "logout",
+        )
         .await
         .map_err(ApiError::from)?;
     let mut response = HttpResponse::Ok();

@@ -3,6 +3,7 @@
 
 use super::now_ms;
 use super::views::SessionView;
+use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::guard::{Elevated, SessionGuard};
 use crate::session::policy::Requirement;
@@ -50,8 +51,11 @@ pub async fn revoke_all(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path.into_inner())?;
-    let n = guard.service().revoke_all(&user).await?;
-    tracing::warn!(actor = %admin.session.record.user_id, user.id = %user, revoked = n, "admin revoked all sessions");
+    let actor = Actor::admin_user(&admin.session.record.user_id);
+    let n = guard
+        .service()
+        .revoke_all(&user, &actor, "revoked by admin")
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n })))
 }
 
@@ -69,7 +73,10 @@ pub async fn revoke_one(
         .into_iter()
         .find(|s| s.id.as_str() == id)
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
-    guard.service().revoke(&victim).await?;
-    tracing::warn!(actor = %admin.session.record.user_id, user.id = %user, session.id = %victim.id, "admin revoked a session");
+    let actor = Actor::admin_user(&admin.session.record.user_id);
+    guard
+        .service()
+        .revoke(&victim, &actor, "killed by admin")
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": 1 })))
 }

@@ -79,6 +79,9 @@ pub trait SessionStore: Send + Sync {
     /// Returns how many sessions were ended.
     async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError>;
 
+    /// Deletes every session and every per-user key of the user.
+    async fn erase_user(&self, user: &UserId) -> Result<u64, StoreError>;
+
     /// The user's current credential version (0 if never bumped).
     async fn credential_version(&self, user: &UserId) -> Result<u64, StoreError>;
 

@@ -8,6 +8,7 @@ use super::model::{
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{AccessToken, CreateRequest, MintError, SessionStore, StoreError, TokenIssuer};
 use super::UnixMillis;
+use crate::audit::{Actor, AuditEvent, Auditor};
 use std::sync::Arc;
 
 /// Why a credential did not yield a live session.
@@ -27,8 +28,11 @@ pub struct SessionService {
     issuer: Arc<dyn TokenIssuer>,
     policy: SessionPolicy,
     limit: LimitPolicy,
+    /// Per-role maximum sessions; the strictest matching role wins.
+    role_limits: Arc<std::collections::HashMap<String, u32>>,
     home: Region,
     regions: Arc<[Region]>,
+    audit: Arc<dyn Auditor>,
 }
 
 impl SessionService {
@@ -39,15 +43,43 @@ impl SessionService {
         limit: LimitPolicy,
         home: Region,
         regions: Vec<Region>,
+        audit: Arc<dyn Auditor>,
     ) -> Self {
         Self {
             store,
             issuer,
             policy,
             limit,
+            role_limits: Arc::default(),
             home,
             regions: regions.into(),
+            audit,
         }
+    }
+
+    /// Per-role session limits (e.g. `admin = 2`); a user's strictest matching role applies.
+    pub fn with_role_limits(mut self, limits: std::collections::HashMap<String, u32>) -> Self {
+        self.role_limits = Arc::new(limits);
+        self
+    }
+
+    /// The limit for a user with these roles.
+    pub fn limit_for(&self, roles: &[String]) -> LimitPolicy {
+        let max = roles
+            .iter()
+            .filter_map(|r| self.role_limits.get(r))
+            .min()
+            .copied()
+            .unwrap_or(self.limit.max_sessions);
+        LimitPolicy {
+            max_sessions: max.max(1),
+            on_limit: self.limit.on_limit,
+        }
+    }
+
+    /// Records an audit event (never fails the caller).
+    pub async fn audit(&self, event: AuditEvent) {
+        self.audit.record(event).await;
     }
 
     /// The regions whose session ids this node accepts.
@@ -60,9 +92,10 @@ impl SessionService {
     pub async fn create(
         &self,
         new: NewSession,
+        actor: &Actor,
         now: UnixMillis,
     ) -> Result<(Session, SessionToken), StoreError> {
-        self.create_checked(new, None, now).await
+        self.create_checked(new, None, actor, now).await
     }
 
     /// Like `create`, but refuses (`CredentialVersionChanged`) unless the user's credential
@@ -72,6 +105,7 @@ impl SessionService {
         &self,
         new: NewSession,
         expected_version: Option<u64>,
+        actor: &Actor,
         now: UnixMillis,
     ) -> Result<(Session, SessionToken), StoreError> {
         let id = SessionId::generate(&self.home, &new.user_id);
@@ -106,16 +140,29 @@ impl SessionService {
                 user: &new.user_id,
                 record: &record,
                 ttl_ms: ttl,
-                limit: self.limit,
+                limit: self.limit_for(&new.roles),
                 expected_version,
                 now,
             })
             .await?;
         record.credential_version = created.credential_version;
         for evicted in &created.evicted {
-            tracing::info!(session.evicted = %evicted, "session limit reached: least recently used session ended");
+            self.audit(
+                AuditEvent::new("session_evicted", &Actor::system(), now)
+                    .user(&record.user_id)
+                    .session(evicted)
+                    .reason("session_limit"),
+            )
+            .await;
         }
-        tracing::info!("session created");
+        self.audit(
+            AuditEvent::new("session_created", actor, now)
+                .user(&record.user_id)
+                .session(id.as_str())
+                .ip(&record.ip)
+                .reason(record.acr.as_str()),
+        )
+        .await;
         let token = SessionToken::new(id.clone(), secret);
         Ok((Session { id, record }, token))
     }
@@ -178,11 +225,24 @@ impl SessionService {
 
     /// Ends a session (the caller has authenticated it). `false` if it was already gone.
     #[tracing::instrument(name = "Revoke session", skip_all, fields(session.id = %session.id))]
-    pub async fn revoke(&self, session: &Session) -> Result<bool, StoreError> {
+    pub async fn revoke(
+        &self,
+        session: &Session,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let user = UserId::parse(&session.record.user_id)
             .map_err(|e| StoreError::Other(anyhow::anyhow!("stored user id is invalid: {e}")))?;
         let revoked = self.store.revoke(&session.id, &user).await?;
-        tracing::info!(revoked, "session revoked");
+        if revoked {
+            self.audit(
+                AuditEvent::new("session_revoked", actor, wall_clock())
+                    .user(user.as_str())
+                    .session(session.id.as_str())
+                    .reason(reason),
+            )
+            .await;
+        }
         Ok(revoked)
     }
 
@@ -212,9 +272,31 @@ impl SessionService {
 
     /// Ends every session of the user and bumps the credential version.
     #[tracing::instrument(name = "Revoke all sessions", skip_all, fields(user.id = %user))]
-    pub async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {
+    pub async fn revoke_all(
+        &self,
+        user: &UserId,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
         let n = self.store.revoke_all(user).await?;
-        tracing::info!(revoked = n, "all sessions of the user revoked");
+        self.audit(
+            AuditEvent::new("credential_version_bumped", actor, wall_clock())
+                .user(user.as_str())
+                .reason(&format!("{reason}; {n} sessions revoked")),
+        )
+        .await;
+        Ok(n)
+    }
+
+    /// Erases the user: every session, the index, version, fingerprint and TOTP state.
+    pub async fn erase_user(&self, user: &UserId, actor: &Actor) -> Result<u64, StoreError> {
+        let n = self.store.erase_user(user).await?;
+        self.audit(
+            AuditEvent::new("user_erased", actor, wall_clock())
+                .user(user.as_str())
+                .reason(&format!("{n} sessions revoked")),
+        )
+        .await;
         Ok(n)
     }
 
@@ -230,6 +312,7 @@ impl SessionService {
         &self,
         session: &mut Session,
         elevation: Option<Acr>,
+        actor: &Actor,
         now: UnixMillis,
     ) -> Result<SessionToken, AuthError> {
         let secret = SessionSecret::generate();
@@ -247,11 +330,20 @@ impl SessionService {
             return Err(AuthError::NoSession);
         }
         session.record.secret_hash = new_hash;
-        if let Some(acr) = elevation {
-            session.record.elevated_at = now;
-            session.record.elevated_acr = Some(acr);
-            tracing::info!(acr = acr.as_str(), "session elevated");
-        }
+        let event = match elevation {
+            Some(acr) => {
+                session.record.elevated_at = now;
+                session.record.elevated_acr = Some(acr);
+                AuditEvent::new("session_elevated", actor, now).reason(acr.as_str())
+            }
+            None => AuditEvent::new("secret_rotated", actor, now),
+        };
+        self.audit(
+            event
+                .user(&session.record.user_id)
+                .session(session.id.as_str()),
+        )
+        .await;
         Ok(SessionToken::new(session.id.clone(), secret))
     }
 
@@ -289,4 +381,12 @@ impl SessionService {
     ) -> Result<AccessToken, MintError> {
         self.issuer.mint(session, audience, now)
     }
+}
+
+/// Wall-clock milliseconds, for audit timestamps of operations that take no `now`.
+pub(crate) fn wall_clock() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }

@@ -61,6 +61,16 @@ impl KeyLayout {
         format!("{}:mfa:{handle_hash}", self.prefix)
     }
 
+    /// The global audit stream.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
+    /// `tsr:audit:{tag}:<user id>`: the user's own audit stream.
+    pub fn user_audit(&self, user: &UserId) -> String {
+        format!("{}:audit:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
     /// The shared signing key ring.
     pub fn keyring(&self) -> String {
         format!("{}:keyring", self.prefix)

@@ -4,6 +4,7 @@
 //! checkout); `deadpool-redis` serves out-of-band work that may hold a connection (key ring
 //! bootstrap, health probes, later blocking stream reads).
 
+pub mod audit;
 pub mod auth;
 pub mod connection;
 pub mod health;

@@ -21,6 +21,7 @@ static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 static REVOKE_ALL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/elevate.lua")));
+static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -175,6 +176,20 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.fingerprint(user))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg("")
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn erase_user(&self, user: &UserId) -> Result<u64, StoreError> {
+        let n: i64 = ERASE
+            .key(self.keys.user_index(user))
+            .key(self.keys.credential_version(user))
+            .key(self.keys.fingerprint(user))
+            .key(self.keys.totp_step(user))
+            .key(self.keys.user_audit(user))
+            .arg(self.keys.session_prefix(&user.tag()))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;

@@ -6,6 +6,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod keys;
+mod lifecycle;
 mod login;
 mod sessions;
 mod store;

@@ -63,12 +63,24 @@ async fn redis_holds_only_the_hash_of_the_secret() {
     let secret = created.token.rsplit('.').next().unwrap();
     let mut conn = redis.conn();
     let keys: Vec<String> = conn.keys(format!("{}:*", app.settings.key_prefix)).unwrap();
-    assert!(keys.len() >= 3, "session, index and key ring: {keys:?}");
+    assert!(
+        keys.len() >= 4,
+        "session, index, key ring and audit: {keys:?}"
+    );
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
         let dump = match kind.as_str() {
             "string" => conn.get::<_, String>(&key).unwrap(),
             "zset" => format!("{:?}", conn.zrange::<_, Vec<String>>(&key, 0, -1).unwrap()),
+            "stream" => format!(
+                "{:?}",
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query::<redis::Value>(&mut conn)
+                    .unwrap()
+            ),
             other => panic!("unexpected key type {other} for {key}"),
         };
         assert!(!dump.contains(secret), "secret stored in {key}");
