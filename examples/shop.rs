@@ -60,8 +60,13 @@ async fn pay(
     body: web::Json<Payment>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, session) = guard.session(&req, tessera::http::now_ms()).await?;
-    let operation = serde_json::json!({ "action": "payment", "amount": body.amount, "payee": body.payee });
-    let need = Requirement { acr: Acr::Mfa, max_age_secs: 300, role: None };
+    let operation =
+        serde_json::json!({ "action": "payment", "amount": body.amount, "payee": body.payee });
+    let need = Requirement {
+        acr: Acr::Mfa,
+        max_age_secs: 300,
+        role: None,
+    };
     guard
         .spend_grant(&session, operation.as_object().expect("object"), &need)
         .await?;
@@ -81,7 +86,12 @@ async fn main() -> anyhow::Result<()> {
             .as_array()
             .map(|keys| {
                 keys.iter()
-                    .filter_map(|k| Some((k["kid"].as_str()?.to_owned(), VerifyingKey::from_jwk(k).ok()?)))
+                    .filter_map(|k| {
+                        Some((
+                            k["kid"].as_str()?.to_owned(),
+                            VerifyingKey::from_jwk(k).ok()?,
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default(),
