@@ -200,7 +200,7 @@ fn serve(
                     .add(("Cache-Control", "no-store"))
                     .add(("Referrer-Policy", "no-referrer")),
             )
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(actix_web::middleware::from_fn(http::access_log::access_log))
             .configure(routes)
             .default_service(web::to(fallback::not_found))
     })

@@ -3,6 +3,7 @@
 //! Handlers turn requests into calls on the session domain and domain answers into JSON; they
 //! hold no business rules of their own.
 
+pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod auth;

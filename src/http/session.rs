@@ -32,6 +32,14 @@ pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
     actix_web::error::InternalError::from_response(err, response).into()
 }
 
+/// Serialized directly (no intermediate `serde_json::Value`): this is the hot read path.
+#[derive(serde::Serialize)]
+struct CurrentSession<'a> {
+    session: SessionView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<&'a str>,
+}
+
 /// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
 pub async fn current(
     req: HttpRequest,
@@ -40,10 +48,13 @@ pub async fn current(
     let (presented, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
-    let mut body = serde_json::json!({ "session": SessionView::new(&session, true) });
-    if presented.is_cookie() {
-        body["csrf_token"] = presented.token().secret().csrf_token().expose().into();
-    }
+    let csrf = presented
+        .is_cookie()
+        .then(|| presented.token().secret().csrf_token());
+    let body = CurrentSession {
+        session: SessionView::new(&session, true),
+        csrf_token: csrf.as_ref().map(|c| c.expose()),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))

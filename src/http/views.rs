@@ -47,7 +47,7 @@ impl SessionView {
             user_agent: r.ua.clone(),
             device: device_summary(&r.ua),
             device_name: r.device_name.clone(),
-            region: r.region.clone(),
+            region: session.id.region().to_owned(),
             roles: r.role_list(),
             current,
         }

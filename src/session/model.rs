@@ -33,13 +33,14 @@ impl Acr {
 /// listpack encoding and cost twice as much). Lua scripts update `ls`, `ie` and `sh` in place.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
-    /// Record layout version.
-    #[serde(rename = "v")]
+    /// Record layout version (absent means 1).
+    #[serde(rename = "v", default = "v1", skip_serializing_if = "is_v1")]
     pub version: u8,
     #[serde(rename = "u")]
     pub user_id: String,
-    /// The user's credential version when the session was created.
-    #[serde(rename = "cv")]
+    /// The user's credential version when the session was created (absent means 0; the create
+    /// script appends it).
+    #[serde(rename = "cv", default, skip_serializing_if = "is_zero_u64")]
     pub credential_version: u64,
     #[serde(rename = "c")]
     pub created_at: UnixMillis,
@@ -57,7 +58,7 @@ pub struct SessionRecord {
     /// Authentication methods, space-separated (`pwd otp`).
     pub amr: String,
     /// Last step-up (0 = never).
-    #[serde(rename = "ea", default)]
+    #[serde(rename = "ea", default, skip_serializing_if = "is_zero")]
     pub elevated_at: UnixMillis,
     #[serde(rename = "eacr", default, skip_serializing_if = "Option::is_none")]
     pub elevated_acr: Option<Acr>,
@@ -66,13 +67,10 @@ pub struct SessionRecord {
     pub secret_hash: String,
     pub ip: String,
     pub ua: String,
-    #[serde(rename = "dn", default)]
+    #[serde(rename = "dn", default, skip_serializing_if = "String::is_empty")]
     pub device_name: String,
-    /// Home region.
-    #[serde(rename = "rg")]
-    pub region: String,
-    /// Roles snapshot, space-separated.
-    #[serde(rename = "ro", default)]
+    /// Roles snapshot, space-separated. (The home region is not stored: the id says it.)
+    #[serde(rename = "ro", default, skip_serializing_if = "String::is_empty")]
     pub roles: String,
 }
 
@@ -84,6 +82,22 @@ impl SessionRecord {
     pub fn role_list(&self) -> Vec<String> {
         split_words(&self.roles)
     }
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn v1() -> u8 {
+    1
+}
+
+fn is_v1(v: &u8) -> bool {
+    *v == 1
 }
 
 fn split_words(s: &str) -> Vec<String> {

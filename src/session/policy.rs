@@ -240,7 +240,6 @@ mod requirement_tests {
             ip: String::new(),
             ua: String::new(),
             device_name: String::new(),
-            region: "eu".into(),
             roles: roles.into(),
         }
     }

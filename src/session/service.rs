@@ -129,7 +129,6 @@ impl SessionService {
             ip: clip(&new.ip, 45),
             ua: clip(&new.user_agent, MAX_USER_AGENT),
             device_name: clip(&new.device_name, MAX_DEVICE_NAME),
-            region: self.home.as_str().to_owned(),
             roles: new.roles.join(" "),
         };
         let ttl = self.policy.ttl_ms(now, idle, absolute);

@@ -1,17 +1,20 @@
-//! The audit stream in Redis: a capped global stream plus a capped stream per user, so a
-//! per-user query reads only that user's events (never a scan of the whole stream).
+//! The audit trail in Redis: a capped global stream, plus a small capped list per user (with
+//! a retention TTL) so a per-user query reads only that user's events, never the whole stream.
+//! (A stream per user would cost ~4.5 KB of Redis memory per user; a short list costs bytes.)
 
 use super::keys::KeyLayout;
 use crate::audit::{self, AuditEvent, Auditor};
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamMaxlen, StreamRangeReply};
+use redis::streams::StreamRangeReply;
 
 /// Events kept in the global stream (approximate trimming).
 pub const GLOBAL_MAXLEN: usize = 100_000;
 /// Events kept per user.
-pub const USER_MAXLEN: usize = 1_000;
+pub const USER_MAXLEN: isize = 200;
+/// A user's event list expires this long after their last event.
+pub const USER_RETENTION_SECS: i64 = 90 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct RedisAudit {
@@ -24,20 +27,27 @@ impl RedisAudit {
         Self { conn, keys }
     }
 
-    /// Events after stream id `after` (exclusive), oldest first, at most `limit`.
+    /// Events after event id `after` (exclusive), oldest first, at most `limit`.
     pub async fn page(
         &self,
         user: Option<&UserId>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let key = match user {
-            Some(u) => self.keys.user_audit(u),
-            None => self.keys.audit(),
-        };
+        match user {
+            Some(user) => self.user_page(user, after, limit).await,
+            None => self.global_page(after, limit).await,
+        }
+    }
+
+    async fn global_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let start = after.map(|a| format!("({a}")).unwrap_or_else(|| "-".into());
         let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&key)
+            .arg(self.keys.audit())
             .arg(start)
             .arg("+")
             .arg("COUNT")
@@ -63,6 +73,39 @@ impl RedisAudit {
             })
             .collect())
     }
+
+    async fn user_page(
+        &self,
+        user: &UserId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.user_audit(user))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(super::store_error)?;
+        let after = after.and_then(stream_id);
+        let mut events: Vec<AuditEvent> = raw
+            .iter()
+            .rev()
+            .filter_map(|r| serde_json::from_str::<AuditEvent>(r).ok())
+            .filter(|e| match (after, e.id.as_deref().and_then(stream_id)) {
+                (Some(after), Some(id)) => id > after,
+                _ => true,
+            })
+            .collect();
+        events.truncate(limit);
+        Ok(events)
+    }
+}
+
+/// A stream id `ms-seq` as a comparable pair.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 #[async_trait]
@@ -78,34 +121,49 @@ impl Auditor for RedisAudit {
             ("actor", event.actor.clone()),
             ("reason", event.reason.clone().unwrap_or_default()),
         ];
-        let mut pipe = redis::pipe();
-        pipe.xadd_maxlen(
-            self.keys.audit(),
-            StreamMaxlen::Approx(GLOBAL_MAXLEN),
-            "*",
-            &fields,
-        )
-        .ignore();
-        // An erasure is recorded globally only: writing it to the user's own stream would
+        let id: redis::RedisResult<String> = redis::cmd("XADD")
+            .arg(self.keys.audit())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(GLOBAL_MAXLEN)
+            .arg("*")
+            .arg(&fields)
+            .query_async(&mut self.conn.clone())
+            .await;
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, event = %event.event, "audit stream write failed; the log line above is the record");
+                return;
+            }
+        };
+        // An erasure is recorded globally only: writing it to the user's own list would
         // recreate the per-user state that was just erased.
-        let per_user = event.event != "user_erased";
-        if let Some(user) = event
+        let user = event
             .user_id
             .as_deref()
-            .filter(|_| per_user)
-            .and_then(|u| UserId::parse(u).ok())
-        {
-            pipe.xadd_maxlen(
-                self.keys.user_audit(&user),
-                StreamMaxlen::Approx(USER_MAXLEN),
-                "*",
-                &fields,
-            )
-            .ignore();
-        }
-        let result: redis::RedisResult<()> = pipe.query_async(&mut self.conn.clone()).await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, event = %event.event, "audit stream write failed; the log line above is the record");
+            .filter(|_| event.event != "user_erased")
+            .and_then(|u| UserId::parse(u).ok());
+        if let Some(user) = user {
+            let key = self.keys.user_audit(&user);
+            let entry = AuditEvent {
+                id: Some(id),
+                ..event
+            };
+            let json = serde_json::to_string(&entry).unwrap_or_default();
+            let result: redis::RedisResult<()> = redis::pipe()
+                .atomic()
+                .lpush(&key, json)
+                .ignore()
+                .ltrim(&key, 0, USER_MAXLEN - 1)
+                .ignore()
+                .expire(&key, USER_RETENTION_SECS)
+                .ignore()
+                .query_async(&mut self.conn.clone())
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "per-user audit write failed; the global stream has the event");
+            }
         }
     }
 }

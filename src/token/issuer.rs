@@ -162,7 +162,6 @@ mod tests {
                 ip: String::new(),
                 ua: String::new(),
                 device_name: String::new(),
-                region: "eu".into(),
                 roles: "admin".into(),
             },
         }

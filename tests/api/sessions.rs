@@ -72,6 +72,7 @@ async fn redis_holds_only_the_hash_of_the_secret() {
         let dump = match kind.as_str() {
             "string" => conn.get::<_, String>(&key).unwrap(),
             "zset" => format!("{:?}", conn.zrange::<_, Vec<String>>(&key, 0, -1).unwrap()),
+            "list" => conn.lrange::<_, Vec<String>>(&key, 0, -1).unwrap().join(" "),
             "stream" => format!(
                 "{:?}",
                 redis::cmd("XRANGE")

@@ -37,9 +37,8 @@ fn record(user: &str, last_seen: i64) -> SessionRecord {
         elevated_acr: None,
         secret_hash: "h".repeat(43),
         ip: "198.51.100.1".into(),
-        ua: "ü-agent".into(),
+        ua: r"ü-agent/1.0 (X11; path\/with\backslash)".into(),
         device_name: String::new(),
-        region: "eu".into(),
         roles: String::new(),
     }
 }
@@ -124,9 +123,17 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
         )
         .await
         .unwrap());
+    let renewed = store.load(&sid).await.unwrap().unwrap();
+    assert_eq!(renewed.idle_expires_at, NOW + 100_000);
+    assert_eq!(renewed.last_seen_at, NOW + 1);
     assert_eq!(
-        store.load(&sid).await.unwrap().unwrap().idle_expires_at,
-        NOW + 100_000
+        renewed.ua, rec.ua,
+        "the Lua re-encoding keeps slashes and backslashes exact"
+    );
+    let stored: String = redis::Commands::get(&mut redis.conn(), layout.session(&sid)).unwrap();
+    assert!(
+        !stored.contains(r"\/1.0"),
+        "no escaped slash left: {stored}"
     );
     assert!(!store
         .renew(&sid, &user, "wrong-hash", NOW + 2, NOW + 200_000, 200_000)

@@ -37,9 +37,13 @@ if #live >= max then
     table.insert(evicted, sid)
   end
 end
-local rec = cjson.decode(ARGV[1])
-rec.cv = ver
-if not redis.call('SET', KEYS[1], cjson.encode(rec), 'PX', ARGV[2], 'NX') then
+-- The record arrives without `cv` (0 is the default); append it only when it is not 0, and
+-- never re-encode the JSON here (cjson would escape every '/' and cost bytes per session).
+local rec = ARGV[1]
+if ver > 0 then
+  rec = string.sub(rec, 1, -2) .. ',"cv":' .. string.format('%d', ver) .. '}'
+end
+if not redis.call('SET', KEYS[1], rec, 'PX', ARGV[2], 'NX') then
   return redis.error_reply('session id collision')
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[7])

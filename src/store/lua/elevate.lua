@@ -11,5 +11,6 @@ if ARGV[3] ~= '' then
   rec.ea = tonumber(ARGV[3])
   rec.eacr = ARGV[4]
 end
-redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL', 'XX')
+local out = string.gsub(cjson.encode(rec), '\\/', '/')
+redis.call('SET', KEYS[1], out, 'KEEPTTL', 'XX')
 return 1

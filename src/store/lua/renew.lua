@@ -9,7 +9,10 @@ local rec = cjson.decode(raw)
 if rec.sh ~= ARGV[1] then return 0 end
 rec.ls = tonumber(ARGV[2])
 rec.ie = tonumber(ARGV[3])
-redis.call('SET', KEYS[1], cjson.encode(rec), 'PX', ARGV[4], 'XX')
+-- cjson escapes '/' as '\/'; undo it (a literal backslash is encoded as '\\', so only
+-- escaped slashes match) to keep the record as small as Rust wrote it.
+local out = string.gsub(cjson.encode(rec), '\\/', '/')
+redis.call('SET', KEYS[1], out, 'PX', ARGV[4], 'XX')
 redis.call('ZADD', KEYS[2], 'XX', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[5])
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if top[2] then redis.call('PEXPIREAT', KEYS[2], top[2]) end
