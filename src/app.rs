@@ -79,7 +79,8 @@ impl Application {
             service.clone(),
             settings.allowed_origins.clone(),
             redis_policy_ok.clone(),
-        );
+        )
+        .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules());
         let directory = match &settings.users_file {
             Some(path) => Directory::load(path)?,
             None => {

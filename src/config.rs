@@ -105,6 +105,12 @@ pub struct Settings {
     pub step_up_grant_secs: i64,
     /// Ending *other* sessions needs an authentication (login or step-up) this recent.
     pub recent_auth_secs: i64,
+    /// A session used from another network or browser family: `allow` (audit only),
+    /// `require_step_up` (high-risk routes need a new step-up) or `revoke`.
+    pub anomaly_policy: crate::session::device::AnomalyPolicy,
+    /// Networks compared at this prefix length (IPv4 /16, IPv6 /48 by default).
+    pub anomaly_ipv4_prefix: u8,
+    pub anomaly_ipv6_prefix: u8,
 }
 
 impl Default for Settings {
@@ -155,6 +161,9 @@ impl Default for Settings {
             login_success_window_secs: 600,
             step_up_grant_secs: 300,
             recent_auth_secs: 600,
+            anomaly_policy: crate::session::device::AnomalyPolicy::Allow,
+            anomaly_ipv4_prefix: 16,
+            anomaly_ipv6_prefix: 48,
         }
     }
 }
@@ -338,6 +347,14 @@ impl Settings {
                     .ok()
             })
             .collect()
+    }
+
+    pub fn anomaly_rules(&self) -> crate::session::device::AnomalyRules {
+        crate::session::device::AnomalyRules {
+            policy: self.anomaly_policy,
+            ipv4_prefix: self.anomaly_ipv4_prefix.min(32),
+            ipv6_prefix: self.anomaly_ipv6_prefix.min(128),
+        }
     }
 
     pub fn login_limits(&self) -> crate::authn::limits::LoginLimits {

@@ -16,6 +16,7 @@
 use crate::error::ApiError;
 use crate::http::credential::{presented_session, Presented};
 use crate::http::csrf;
+use crate::session::device::{AnomalyPolicy, AnomalyRules};
 use crate::session::policy::{Requirement, Verdict};
 use crate::session::{Region, Session, SessionService, UnixMillis};
 use actix_web::dev::Payload;
@@ -29,6 +30,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct SessionGuard {
     service: SessionService,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+    anomaly: AnomalyRules,
     regions: Arc<[Region]>,
     allowed_origins: Arc<[String]>,
     /// When false (Redis may evict keys), session checks fail closed.
@@ -42,11 +45,28 @@ impl SessionGuard {
         redis_ok: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            trusted_proxies: Arc::default(),
+            anomaly: AnomalyRules {
+                policy: AnomalyPolicy::Allow,
+                ipv4_prefix: 16,
+                ipv6_prefix: 48,
+            },
             regions: service.regions().to_vec().into(),
             service,
             allowed_origins: allowed_origins.into(),
             redis_ok,
         }
+    }
+
+    /// Client-IP resolution and anomaly rules (see `Settings`).
+    pub fn with_network(
+        mut self,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        anomaly: AnomalyRules,
+    ) -> Self {
+        self.trusted_proxies = trusted_proxies.into();
+        self.anomaly = anomaly;
+        self
     }
 
     pub fn service(&self) -> &SessionService {
@@ -84,7 +104,16 @@ impl SessionGuard {
                 "Redis maxmemory-policy is not noeviction",
             ));
         }
-        let session = self.service.authenticate(presented.token(), now).await?;
+        let mut session = self.service.authenticate(presented.token(), now).await?;
+        let ip = crate::http::client_ip::client_ip(req, &self.trusted_proxies);
+        let ua = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.service
+            .screen(&mut session, &self.anomaly, ip, ua, now)
+            .await?;
         Ok((presented, session))
     }
 
@@ -155,7 +184,8 @@ pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard>
         service,
         settings.allowed_origins.clone(),
         Arc::new(AtomicBool::new(true)),
-    ))
+    )
+    .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
 }
 
 /// The token issuer of a process that only checks sessions.

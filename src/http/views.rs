@@ -1,5 +1,6 @@
 //! JSON shapes of the HTTP API.
 
+use crate::session::device::device_summary;
 use crate::session::{Session, UnixMillis};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -62,64 +63,9 @@ pub fn rfc3339(ms: UnixMillis) -> String {
         .unwrap_or_default()
 }
 
-/// "Firefox on Linux"-style summary of a user agent, for people choosing which device to end.
-/// Deliberately coarse: it names families, never versions.
-pub fn device_summary(ua: &str) -> String {
-    if ua.is_empty() {
-        return "Unknown device".into();
-    }
-    let browser = if ua.contains("Edg/") {
-        "Edge"
-    } else if ua.contains("OPR/") || ua.contains("Opera") {
-        "Opera"
-    } else if ua.contains("Firefox/") || ua.contains("FxiOS/") {
-        "Firefox"
-    } else if ua.contains("Chrome/") || ua.contains("CriOS/") || ua.contains("Chromium/") {
-        "Chrome"
-    } else if ua.contains("Safari/") {
-        "Safari"
-    } else if ua.starts_with("curl/") {
-        "curl"
-    } else {
-        "Unknown browser"
-    };
-    let os = if ua.contains("Android") {
-        "Android"
-    } else if ua.contains("iPhone") || ua.contains("iPad") || ua.contains("iOS") {
-        "iOS"
-    } else if ua.contains("Windows") {
-        "Windows"
-    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
-        "macOS"
-    } else if ua.contains("CrOS") {
-        "ChromeOS"
-    } else if ua.contains("Linux") || ua.contains("X11") {
-        "Linux"
-    } else {
-        return browser.into();
-    };
-    format!("{browser} on {os}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summarises_common_user_agents() {
-        let cases = [
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0", "Edge on Windows"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
-            ("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
-            ("curl/8.5.0", "curl"),
-            ("", "Unknown device"),
-        ];
-        for (ua, expected) in cases {
-            assert_eq!(device_summary(ua), expected, "{ua}");
-        }
-    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -4,6 +4,7 @@
 //! Nothing here knows about actix-web, Redis or jsonwebtoken; time always comes in as `now`.
 
 pub mod credential;
+pub mod device;
 pub mod id;
 pub mod model;
 pub mod policy;

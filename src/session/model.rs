@@ -62,6 +62,10 @@ pub struct SessionRecord {
     pub elevated_at: UnixMillis,
     #[serde(rename = "eacr", default, skip_serializing_if = "Option::is_none")]
     pub elevated_acr: Option<Acr>,
+    /// When an anomaly (other network / browser family) was first seen (0 = never). Under
+    /// `require_step_up`, only a step-up after this instant satisfies high-risk routes.
+    #[serde(rename = "an", default, skip_serializing_if = "is_zero")]
+    pub anomaly_at: UnixMillis,
     /// base64url SHA-256 of the current secret.
     #[serde(rename = "sh")]
     pub secret_hash: String,

@@ -199,10 +199,15 @@ impl Requirement {
             }
         }
         let window = self.max_age_secs * 1000;
-        let stepped_up = record
-            .elevated_acr
-            .is_some_and(|acr| acr >= self.acr && now - record.elevated_at <= window);
-        let fresh_login = record.acr >= self.acr && now - record.auth_time <= window;
+        let after_anomaly = |t: UnixMillis| record.anomaly_at == 0 || t > record.anomaly_at;
+        let stepped_up = record.elevated_acr.is_some_and(|acr| {
+            acr >= self.acr
+                && now - record.elevated_at <= window
+                && after_anomaly(record.elevated_at)
+        });
+        let fresh_login = record.acr >= self.acr
+            && now - record.auth_time <= window
+            && after_anomaly(record.auth_time);
         if stepped_up || fresh_login {
             Verdict::Satisfied
         } else {
@@ -236,6 +241,7 @@ mod requirement_tests {
             amr: String::new(),
             elevated_at: elevated.map(|e| e.0).unwrap_or(0),
             elevated_acr: elevated.map(|e| e.1),
+            anomaly_at: 0,
             secret_hash: String::new(),
             ip: String::new(),
             ua: String::new(),
@@ -279,6 +285,15 @@ mod requirement_tests {
             mfa_5min(Some("admin")).judge(&r, 10_000 + 300_001),
             Verdict::Insufficient
         );
+    }
+
+    #[test]
+    fn after_an_anomaly_only_a_later_step_up_counts() {
+        let mut r = record(Acr::Mfa, 50_000, Some((60_000, Acr::Mfa)), "");
+        r.anomaly_at = 70_000;
+        assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Insufficient);
+        r.elevated_at = 75_000;
+        assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Satisfied);
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub trait SessionStore: Send + Sync {
         elevation: Option<(UnixMillis, Acr)>,
     ) -> Result<bool, StoreError>;
 
+    /// Records the session's first anomaly at `now`; `true` only for the call that recorded it.
+    async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError>;
+
     /// Stores a single-use grant for one operation (`digest`) at level `acr`.
     async fn put_grant(
         &self,

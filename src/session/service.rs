@@ -1,6 +1,7 @@
 //! The session service: the one place where a presented credential becomes a live session.
 
 use super::credential::{SecretHash, SessionSecret, SessionToken};
+use super::device::{AnomalyPolicy, AnomalyRules};
 use super::id::{Region, SessionId, UserId};
 use super::model::{
     clip, Acr, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
@@ -125,6 +126,7 @@ impl SessionService {
             amr: new.amr.join(" "),
             elevated_at: 0,
             elevated_acr: None,
+            anomaly_at: 0,
             secret_hash: secret.hash().to_base64(),
             ip: clip(&new.ip, 45),
             ua: clip(&new.user_agent, MAX_USER_AGENT),
@@ -344,6 +346,43 @@ impl SessionService {
         )
         .await;
         Ok(SessionToken::new(session.id.clone(), secret))
+    }
+
+    /// Applies the anomaly rules to one use of a live session from `ip` with `ua`. Returns
+    /// `Err(NoSession)` when the policy ended the session.
+    pub async fn screen(
+        &self,
+        session: &mut Session,
+        rules: &AnomalyRules,
+        ip: Option<std::net::IpAddr>,
+        ua: &str,
+        now: UnixMillis,
+    ) -> Result<(), AuthError> {
+        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, ua) else {
+            return Ok(());
+        };
+        if session.record.anomaly_at != 0 {
+            return Ok(()); // already seen and audited; the policy applies via `anomaly_at`
+        }
+        if !self.store.mark_anomaly(&session.id, now).await? {
+            return Ok(());
+        }
+        session.record.anomaly_at = now;
+        let seen = ip.map(|i| i.to_string()).unwrap_or_default();
+        self.audit(
+            AuditEvent::new("anomaly_detected", &Actor::system(), now)
+                .user(&session.record.user_id)
+                .session(session.id.as_str())
+                .ip(&seen)
+                .reason(reason),
+        )
+        .await;
+        if rules.policy == AnomalyPolicy::Revoke {
+            self.revoke(session, &Actor::system(), &format!("anomaly: {reason}"))
+                .await?;
+            return Err(AuthError::NoSession);
+        }
+        Ok(())
     }
 
     /// Issues a single-use grant for one operation (identified by its digest).

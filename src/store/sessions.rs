@@ -22,6 +22,7 @@ static REVOKE_ALL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/elevate.lua")));
 static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
+static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/anomaly.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -227,6 +228,16 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(store_error)?;
         Ok(done == 1)
+    }
+
+    async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError> {
+        let n: i64 = ANOMALY
+            .key(self.keys.session(id))
+            .arg(now)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(n == 1)
     }
 
     async fn put_grant(

@@ -158,6 +158,7 @@ mod tests {
                 amr: "pwd otp".into(),
                 elevated_at: 0,
                 elevated_acr: None,
+                anomaly_at: 0,
                 secret_hash: String::new(),
                 ip: String::new(),
                 ua: String::new(),

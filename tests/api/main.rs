@@ -1,6 +1,7 @@
 //! Tessera's integration tests: real Redis processes, real HTTP, nodes on port 0.
 
 mod account;
+mod anomaly;
 mod config;
 mod faults;
 mod helpers;

@@ -35,6 +35,7 @@ fn record(user: &str, last_seen: i64) -> SessionRecord {
         amr: "pwd".into(),
         elevated_at: 0,
         elevated_acr: None,
+        anomaly_at: 0,
         secret_hash: "h".repeat(43),
         ip: "198.51.100.1".into(),
         ua: r"ü-agent/1.0 (X11; path\/with\backslash)".into(),
