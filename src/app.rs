@@ -63,7 +63,7 @@ impl Application {
 
         let regions = settings.known_regions();
         let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
-        let store = RedisSessionStore::new(redis.manager.clone(), layout.clone(), regions.clone());
+        let store = RedisSessionStore::new(redis.per_thread(), layout.clone(), regions.clone());
         let service = SessionService::new(
             Arc::new(store),
             Arc::new(issuer.clone()),

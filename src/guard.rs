@@ -167,7 +167,7 @@ pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard>
     settings.validate()?;
     let redis = RedisConnections::connect(&settings.redis()).await?;
     let store = RedisSessionStore::new(
-        redis.manager,
+        redis.per_thread(),
         KeyLayout::new(settings.key_prefix.clone()),
         settings.known_regions(),
     );

@@ -22,6 +22,10 @@ pub struct RedisSettings {
 pub struct RedisConnections {
     /// Multiplexed and self-reconnecting: the request path.
     pub manager: ConnectionManager,
+    /// What it takes to open more managers like `manager` (one per worker thread, see
+    /// `PerThread`).
+    pub client: redis::Client,
+    pub config: ConnectionManagerConfig,
     /// Pooled connections for work that may hold one (never on the request path: a deadpool
     /// checkout sends extra commands and costs a third of the throughput).
     pub pool: deadpool_redis::Pool,
@@ -40,7 +44,7 @@ impl RedisConnections {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client, config)
+        let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
             .with_context(|| {
                 format!(
@@ -61,7 +65,72 @@ impl RedisConnections {
         let pool = pool_config
             .create_pool(Some(Runtime::Tokio1))
             .context("cannot build the Redis connection pool")?;
-        Ok(Self { manager, pool })
+        Ok(Self {
+            manager,
+            client,
+            config,
+            pool,
+        })
+    }
+
+    /// A connection source that gives every thread its own multiplexed connection.
+    pub fn per_thread(&self) -> PerThread {
+        PerThread::new(
+            self.client.clone(),
+            self.config.clone(),
+            self.manager.clone(),
+        )
+    }
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<std::collections::HashMap<usize, ConnectionManager>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// One `ConnectionManager` per thread, created lazily on first use in that thread.
+///
+/// Each actix worker runs its own single-threaded runtime; a connection whose driver task lives
+/// on the same thread answers without waking another thread for every command (`perf` showed
+/// those cross-thread wake-ups and context switches as the largest cost of the read path).
+#[derive(Clone)]
+pub struct PerThread {
+    id: usize,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    fallback: ConnectionManager,
+}
+
+impl PerThread {
+    fn new(
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        fallback: ConnectionManager,
+    ) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            client,
+            config,
+            fallback,
+        }
+    }
+
+    /// This thread's connection (a cheap clone of a handle).
+    pub fn get(&self) -> ConnectionManager {
+        LOCAL.with(|local| {
+            local
+                .borrow_mut()
+                .entry(self.id)
+                .or_insert_with(|| {
+                    ConnectionManager::new_lazy_with_config(
+                        self.client.clone(),
+                        self.config.clone(),
+                    )
+                    .unwrap_or_else(|_| self.fallback.clone())
+                })
+                .clone()
+        })
     }
 }
 

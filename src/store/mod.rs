@@ -12,7 +12,7 @@ pub mod keyring;
 pub mod keys;
 pub mod sessions;
 
-pub use connection::{RedisConnections, RedisSettings};
+pub use connection::{PerThread, RedisConnections, RedisSettings};
 pub use keys::KeyLayout;
 pub use sessions::RedisSessionStore;
 

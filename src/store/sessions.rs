@@ -1,6 +1,7 @@
 //! `SessionStore` on Redis: one JSON string per session plus a per-user sorted set, changed
 //! only through the Lua scripts in `lua/` so every multi-key change is atomic.
 
+use super::connection::PerThread;
 use super::keys::KeyLayout;
 use super::store_error;
 use crate::session::policy::OnLimit;
@@ -28,18 +29,23 @@ static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/l
 /// Sessions of one region's Redis.
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    conn: ConnectionManager,
+    conns: PerThread,
     keys: KeyLayout,
     regions: Vec<Region>,
 }
 
 impl RedisSessionStore {
-    pub fn new(conn: ConnectionManager, keys: KeyLayout, regions: Vec<Region>) -> Self {
+    pub fn new(conns: PerThread, keys: KeyLayout, regions: Vec<Region>) -> Self {
         Self {
-            conn,
+            conns,
             keys,
             regions,
         }
+    }
+
+    /// This thread's multiplexed connection.
+    fn conn(&self) -> ConnectionManager {
+        self.conns.get()
     }
 
     fn decode(raw: &str) -> Result<SessionRecord, StoreError> {
@@ -76,7 +82,7 @@ impl SessionStore for RedisSessionStore {
             .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
             .arg(id.as_str())
             .arg(self.keys.session_prefix(id.tag()))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         let text = |v: &Value| -> Result<String, StoreError> {
@@ -104,8 +110,7 @@ impl SessionStore for RedisSessionStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let raw: Option<String> = self
-            .conn
-            .clone()
+            .conn()
             .get(self.keys.session(id))
             .await
             .map_err(store_error)?;
@@ -129,7 +134,7 @@ impl SessionStore for RedisSessionStore {
             .arg(idle_expires_at)
             .arg(ttl_ms)
             .arg(id.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(done == 1)
@@ -140,7 +145,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
             .arg(id.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(n > 0)
@@ -151,7 +156,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.user_index(user))
             .arg(now)
             .arg(self.keys.session_prefix(&user.tag()))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         let mut sessions = Vec::with_capacity(flat.len() / 2);
@@ -177,7 +182,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.fingerprint(user))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg("")
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(n.max(0) as u64)
@@ -191,7 +196,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.totp_step(user))
             .key(self.keys.user_audit(user))
             .arg(self.keys.session_prefix(&user.tag()))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(n.max(0) as u64)
@@ -199,8 +204,7 @@ impl SessionStore for RedisSessionStore {
 
     async fn credential_version(&self, user: &UserId) -> Result<u64, StoreError> {
         let v: Option<u64> = self
-            .conn
-            .clone()
+            .conn()
             .get(self.keys.credential_version(user))
             .await
             .map_err(store_error)?;
@@ -224,7 +228,7 @@ impl SessionStore for RedisSessionStore {
             .arg(new_hash)
             .arg(at)
             .arg(acr)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(done == 1)
@@ -234,7 +238,7 @@ impl SessionStore for RedisSessionStore {
         let n: i64 = ANOMALY
             .key(self.keys.session(id))
             .arg(now)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(n == 1)
@@ -252,7 +256,7 @@ impl SessionStore for RedisSessionStore {
             .arg(acr.as_str())
             .arg("PX")
             .arg(ttl_ms.max(1))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(())
@@ -261,7 +265,7 @@ impl SessionStore for RedisSessionStore {
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError> {
         let level: Option<String> = redis::cmd("GETDEL")
             .arg(self.keys.grant(id, digest))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(level.and_then(|l| match l.as_str() {

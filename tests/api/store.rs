@@ -16,7 +16,7 @@ async fn store(redis: &RedisServer) -> (RedisSessionStore, KeyLayout) {
     let layout = KeyLayout::new(settings.key_prefix.clone());
     let regions = vec![Region::parse("eu").unwrap()];
     (
-        RedisSessionStore::new(conns.manager, layout.clone(), regions),
+        RedisSessionStore::new(conns.per_thread(), layout.clone(), regions),
         layout,
     )
 }
