@@ -64,6 +64,14 @@ impl Application {
         let regions = settings.known_regions();
         let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
         let store = RedisSessionStore::new(redis.per_thread(), layout.clone(), regions.clone());
+        let retention_ms =
+            (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
+        let feed = crate::store::revocations::RedisFeed::new(
+            redis.manager.clone(),
+            redis.client.clone(),
+            layout.revocations(&settings.region),
+            retention_ms,
+        );
         let service = SessionService::new(
             Arc::new(store),
             Arc::new(issuer.clone()),
@@ -73,7 +81,12 @@ impl Application {
             regions.clone(),
             Arc::new(audit.clone()),
         )
-        .with_role_limits(settings.role_session_limits.clone());
+        .with_role_limits(settings.role_session_limits.clone())
+        .with_feed(Arc::new(feed.clone()), retention_ms);
+        let revoked = Arc::new(std::sync::RwLock::new(
+            crate::revocation::RevokedSet::default(),
+        ));
+        let (feed_tx, _) = tokio::sync::broadcast::channel(4096);
         let redis_policy_ok = Arc::new(AtomicBool::new(true));
         let guard = SessionGuard::new(
             service.clone(),
@@ -117,6 +130,9 @@ impl Application {
             redis_policy_ok,
             admin_keys: http::admin::AdminKeyEntry::from_settings(&settings).into(),
             audit: audit.clone(),
+            feed: feed.clone(),
+            feed_tx: feed_tx.clone(),
+            revoked: revoked.clone(),
         };
 
         let public_listener = TcpListener::bind(&settings.public_addr)
@@ -135,6 +151,8 @@ impl Application {
             layout,
             kek,
         ))];
+        background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
+        background.push(tokio::spawn(feed.heartbeat()));
         if let Some(path) = settings.users_file.clone() {
             background.push(tokio::spawn(watch_users_file(state.clone(), path)));
         }

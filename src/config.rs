@@ -111,6 +111,11 @@ pub struct Settings {
     /// Networks compared at this prefix length (IPv4 /16, IPv6 /48 by default).
     pub anomaly_ipv4_prefix: u8,
     pub anomaly_ipv6_prefix: u8,
+    /// The revocation feed counts as stale after this long without a heartbeat (readiness fails).
+    pub revocation_max_staleness_secs: u64,
+    /// With a stale feed, refuse access tokens (503) instead of accepting them unchecked.
+    /// Default off: the JWT path keeps working while Redis is down, as designed.
+    pub revocation_fail_closed: bool,
 }
 
 impl Default for Settings {
@@ -164,6 +169,8 @@ impl Default for Settings {
             anomaly_policy: crate::session::device::AnomalyPolicy::Allow,
             anomaly_ipv4_prefix: 16,
             anomaly_ipv6_prefix: 48,
+            revocation_max_staleness_secs: 10,
+            revocation_fail_closed: false,
         }
     }
 }

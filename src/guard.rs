@@ -114,6 +114,10 @@ impl SessionGuard {
         self.service
             .screen(&mut session, &self.anomaly, ip, ua, now)
             .await?;
+        if self.anomaly.policy != AnomalyPolicy::RequireStepUp {
+            // The marker only dedupes the audit event; under `allow` it must not raise the bar.
+            session.record.anomaly_at = 0;
+        }
         Ok((presented, session))
     }
 

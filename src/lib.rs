@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod revocation;
 pub mod session;
 pub mod store;
 pub mod telemetry;

@@ -108,7 +108,18 @@ impl LoginService {
                 .sync_fingerprint(&user.id, &user.fingerprint)
                 .await?
             {
-                tracing::warn!(user.id = %user.id, revoked = n, "user entry changed: credential version bumped, sessions ended");
+                self.sessions.push_user(&user.id, None).await?;
+                self.sessions
+                    .audit(
+                        AuditEvent::new(
+                            "credential_version_bumped",
+                            &Actor::system(),
+                            crate::session::service::wall_clock(),
+                        )
+                        .user(user.id.as_str())
+                        .reason(&format!("users file entry changed; {n} sessions revoked")),
+                    )
+                    .await;
             }
         }
         for gone in previous
@@ -148,10 +159,13 @@ impl LoginService {
         let (failures, last) = self.store.failures(username).await?;
         let wait_until = last + self.limits.delay_after(failures) as i64 * 1000;
         if now < wait_until {
-            tracing::warn!(
-                failures,
-                "login delayed for username after repeated failures"
-            );
+            let mut event = AuditEvent::new("rate_limited", &Actor::system(), now)
+                .ip(ip)
+                .reason(&format!("username delayed after {failures} failures"));
+            if let Some(user) = self.directory().by_username(username) {
+                event = event.user(user.id.as_str());
+            }
+            self.sessions.audit(event).await;
             return Err(LoginError::RateLimited {
                 retry_after_secs: ((wait_until - now) as u64).div_ceil(1000).max(1),
             });
@@ -341,7 +355,15 @@ impl LoginService {
                 .await?
             {
                 self.store.record_failure(&user.username, now).await?;
-                tracing::warn!("step-up password wrong");
+                self.sessions
+                    .audit(
+                        AuditEvent::new("login_failed", &Actor::user(user.id.as_str()), now)
+                            .user(user.id.as_str())
+                            .session(session.id.as_str())
+                            .ip(client_ip)
+                            .reason("step-up: wrong password"),
+                    )
+                    .await;
                 return Err(LoginError::InvalidCredentials);
             }
         }

@@ -14,7 +14,13 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     let redis = crate::store::health::ping(&state.pool).await;
     let policy_ok = state.redis_policy_ok.load(Ordering::Relaxed);
-    let ready = redis.is_ok() && policy_ok;
+    let staleness = state
+        .revoked
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .staleness(super::now_ms());
+    let feed_ok = staleness <= state.settings.revocation_max_staleness_secs as i64 * 1000;
+    let ready = redis.is_ok() && policy_ok && feed_ok;
     if let Err(e) = &redis {
         tracing::warn!(error = %format!("{e:#}"), "readiness: Redis unreachable");
     }
@@ -24,6 +30,8 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         "redis": if redis.is_ok() { "ok" } else { "unavailable" },
         "redis_policy": if policy_ok { "ok" } else { "maxmemory-policy must be noeviction" },
         "signing_key": state.issuer.keys().signing_kid(),
+        "revocation_feed": if feed_ok { "ok" } else { "stale" },
+        "revocation_feed_staleness_ms": (staleness != i64::MAX).then_some(staleness),
     });
     let mut response = if ready {
         HttpResponse::Ok()

@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod check;
 pub mod client_ip;
 pub mod cookie;
 pub mod credential;
@@ -40,6 +41,9 @@ pub struct State {
     /// Configured admin keys (SHA-256 digests, compared in constant time).
     pub admin_keys: Arc<[admin::AdminKeyEntry]>,
     pub audit: crate::store::audit::RedisAudit,
+    pub feed: crate::store::revocations::RedisFeed,
+    pub feed_tx: tokio::sync::broadcast::Sender<crate::store::revocations::FeedEntry>,
+    pub revoked: Arc<std::sync::RwLock<crate::revocation::RevokedSet>>,
 }
 
 impl State {
@@ -48,6 +52,33 @@ impl State {
         client_ip::client_ip(req, &self.trusted_proxies)
             .map(|ip| ip.to_string())
             .unwrap_or_default()
+    }
+
+    /// Tessera's own check of an access token: signature and claims (one validation function),
+    /// then the pushed revocations, all in memory.
+    pub fn check_access_token(
+        &self,
+        token: &str,
+    ) -> Result<crate::token::AccessClaims, crate::error::ApiError> {
+        use crate::error::ApiError;
+        let now = now_ms();
+        let claims = self.issuer.validate(token, now / 1000).map_err(|e| {
+            tracing::info!(reason = %e, "access token refused");
+            ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+        })?;
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        let stale =
+            revoked.staleness(now) > self.settings.revocation_max_staleness_secs as i64 * 1000;
+        if stale && self.settings.revocation_fail_closed {
+            return Err(ApiError::unavailable("revocation feed is stale"));
+        }
+        if revoked.is_revoked(&claims.sid, &claims.sub, claims.ver, now) {
+            return Err(ApiError::unauthorized(
+                "token_revoked",
+                "the session behind this token was revoked",
+            ));
+        }
+        Ok(claims)
     }
 
     /// Refuses session work while Redis is misconfigured (it could evict sessions silently).
@@ -76,6 +107,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/v1/login/mfa").route(web::post().to(auth::login_mfa)))
         .service(fallback::resource("/v1/session/step-up").route(web::post().to(auth::step_up)))
         .service(fallback::resource("/v1/session").route(web::get().to(session::current)))
+        .service(fallback::resource("/v1/auth/check").route(web::get().to(check::check)))
         .service(
             fallback::resource("/v1/sessions")
                 .route(web::get().to(account::list))

@@ -111,6 +111,21 @@ pub trait SessionStore: Send + Sync {
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
 }
 
+/// Where revocations are pushed so that stateless verifiers learn of them.
+#[async_trait]
+pub trait RevocationSink: Send + Sync {
+    /// Best effort: a failure is logged; the stateful path is already revoked.
+    async fn publish(&self, entry: crate::revocation::Revocation);
+}
+
+/// For processes that do not publish (embedded guards).
+pub struct NoFeed;
+
+#[async_trait]
+impl RevocationSink for NoFeed {
+    async fn publish(&self, _: crate::revocation::Revocation) {}
+}
+
 /// A minted access token.
 #[derive(Clone)]
 pub struct AccessToken {

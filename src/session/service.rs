@@ -7,9 +7,13 @@ use super::model::{
     clip, Acr, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
-use super::ports::{AccessToken, CreateRequest, MintError, SessionStore, StoreError, TokenIssuer};
+use super::ports::{
+    AccessToken, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore, StoreError,
+    TokenIssuer,
+};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
+use crate::revocation::Revocation;
 use std::sync::Arc;
 
 /// Why a credential did not yield a live session.
@@ -34,6 +38,9 @@ pub struct SessionService {
     home: Region,
     regions: Arc<[Region]>,
     audit: Arc<dyn Auditor>,
+    feed: Arc<dyn RevocationSink>,
+    /// How long a pushed revocation must live: the longest token lifetime plus leeway.
+    revocation_ttl_ms: i64,
 }
 
 impl SessionService {
@@ -55,7 +62,47 @@ impl SessionService {
             home,
             regions: regions.into(),
             audit,
+            feed: Arc::new(NoFeed),
+            revocation_ttl_ms: 16 * 60 * 1000,
         }
+    }
+
+    /// Pushes revocations to `feed`, each kept for `ttl_ms` (max token lifetime + leeway).
+    pub fn with_feed(mut self, feed: Arc<dyn RevocationSink>, ttl_ms: i64) -> Self {
+        self.feed = feed;
+        self.revocation_ttl_ms = ttl_ms;
+        self
+    }
+
+    async fn push_session(&self, sid: &str) {
+        let until = wall_clock() + self.revocation_ttl_ms;
+        self.feed
+            .publish(Revocation::Session {
+                sid: sid.to_owned(),
+                until,
+            })
+            .await;
+    }
+
+    /// Pushes "tokens of `user` below the current credential version are dead".
+    pub async fn push_user(
+        &self,
+        user: &UserId,
+        min_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let min_version = match min_version {
+            Some(v) => v,
+            None => self.store.credential_version(user).await?,
+        };
+        let until = wall_clock() + self.revocation_ttl_ms;
+        self.feed
+            .publish(Revocation::User {
+                user: user.as_str().to_owned(),
+                min_version,
+                until,
+            })
+            .await;
+        Ok(())
     }
 
     /// Per-role session limits (e.g. `admin = 2`); a user's strictest matching role applies.
@@ -148,6 +195,7 @@ impl SessionService {
             .await?;
         record.credential_version = created.credential_version;
         for evicted in &created.evicted {
+            self.push_session(evicted).await;
             self.audit(
                 AuditEvent::new("session_evicted", &Actor::system(), now)
                     .user(&record.user_id)
@@ -236,6 +284,7 @@ impl SessionService {
             .map_err(|e| StoreError::Other(anyhow::anyhow!("stored user id is invalid: {e}")))?;
         let revoked = self.store.revoke(&session.id, &user).await?;
         if revoked {
+            self.push_session(session.id.as_str()).await;
             self.audit(
                 AuditEvent::new("session_revoked", actor, wall_clock())
                     .user(user.as_str())
@@ -280,6 +329,7 @@ impl SessionService {
         reason: &str,
     ) -> Result<u64, StoreError> {
         let n = self.store.revoke_all(user).await?;
+        self.push_user(user, None).await?;
         self.audit(
             AuditEvent::new("credential_version_bumped", actor, wall_clock())
                 .user(user.as_str())
@@ -292,6 +342,7 @@ impl SessionService {
     /// Erases the user: every session, the index, version, fingerprint and TOTP state.
     pub async fn erase_user(&self, user: &UserId, actor: &Actor) -> Result<u64, StoreError> {
         let n = self.store.erase_user(user).await?;
+        self.push_user(user, Some(u64::MAX)).await?;
         self.audit(
             AuditEvent::new("user_erased", actor, wall_clock())
                 .user(user.as_str())

@@ -71,6 +71,11 @@ impl KeyLayout {
         format!("{}:audit:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// The region's revocation feed (a Stream).
+    pub fn revocations(&self, region: &str) -> String {
+        format!("{}:rev:{region}", self.prefix)
+    }
+
     /// The shared signing key ring.
     pub fn keyring(&self) -> String {
         format!("{}:keyring", self.prefix)

@@ -9,6 +9,7 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod login;
+mod revocation;
 mod sessions;
 mod store;
 mod tokens;

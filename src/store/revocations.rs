@@ -1,0 +1,221 @@
+//! The revocation feed in Redis: one Stream per region, trimmed by age, followed by every node
+//! with `XREAD BLOCK` on a dedicated connection (a blocking read must not sit on the shared
+//! multiplexed connection, where it would hold up every other request).
+
+use super::store_error;
+use crate::revocation::{Revocation, RevokedSet};
+use crate::session::{StoreError, UnixMillis};
+use anyhow::Context;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::AsyncConnectionConfig;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// How long one `XREAD` blocks before looping (heartbeats arrive every second anyway).
+const BLOCK_MS: u64 = 2_000;
+
+/// An entry as read back, with its stream id (the SSE event id).
+pub type FeedEntry = (String, Revocation);
+
+#[derive(Clone)]
+pub struct RedisFeed {
+    conn: ConnectionManager,
+    /// Revocations that could not be written yet; retried every second (with the heartbeat)
+    /// until written or no longer needed, so a Redis blip delays a push instead of losing it.
+    pending: Arc<std::sync::Mutex<std::collections::VecDeque<Revocation>>>,
+    client: redis::Client,
+    key: String,
+    /// Entries older than this are trimmed: every token they concern has expired.
+    retention_ms: i64,
+}
+
+fn now_ms() -> UnixMillis {
+    crate::http::now_ms()
+}
+
+impl RedisFeed {
+    pub fn new(
+        conn: ConnectionManager,
+        client: redis::Client,
+        key: String,
+        retention_ms: i64,
+    ) -> Self {
+        Self {
+            conn,
+            pending: Arc::default(),
+            client,
+            key,
+            retention_ms,
+        }
+    }
+
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    /// Appends an entry (and trims entries past retention).
+    pub async fn publish(&self, entry: &Revocation) -> Result<String, StoreError> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Other(e.into()))?;
+        let min_id = format!("{}-0", (now_ms() - self.retention_ms).max(0));
+        redis::cmd("XADD")
+            .arg(&self.key)
+            .arg("MINID")
+            .arg("~")
+            .arg(min_id)
+            .arg("*")
+            .arg("e")
+            .arg(json)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
+    }
+
+    /// Entries after `after` (exclusive; `None`: everything still retained), oldest first.
+    pub async fn backlog(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<FeedEntry>, StoreError> {
+        let start = match after {
+            Some(id) => format!("({id}"),
+            None => format!("{}-0", (now_ms() - self.retention_ms).max(0)),
+        };
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&self.key)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(reply.ids.iter().filter_map(decode).collect())
+    }
+
+    async fn follower_connection(&self) -> anyhow::Result<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 2_000)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .context("cannot open the revocation-feed connection")
+    }
+
+    /// Follows the feed forever: applies entries to `set` and re-broadcasts them (for SSE).
+    /// Reconnects after failures and resumes from the last id it saw.
+    pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
+        let mut last = format!("{}-0", (now_ms() - self.retention_ms).max(0));
+        loop {
+            let mut conn = match self.follower_connection().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "revocation feed: cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            loop {
+                let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("BLOCK")
+                    .arg(BLOCK_MS)
+                    .arg("STREAMS")
+                    .arg(&self.key)
+                    .arg(&last)
+                    .query_async(&mut conn)
+                    .await;
+                let reply = match reply {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation feed: read failed; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                };
+                let now = now_ms();
+                let entries: Vec<FeedEntry> = reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .filter_map(|id| decode(&id))
+                    .collect();
+                {
+                    let mut set = set.write().unwrap_or_else(|e| e.into_inner());
+                    for (id, entry) in &entries {
+                        set.apply(entry, now);
+                        last = id.clone();
+                    }
+                    set.prune(now);
+                }
+                for entry in entries {
+                    let _ = tx.send(entry);
+                }
+            }
+        }
+    }
+
+    /// Publishes, retrying once at once (a `ConnectionManager` reconnects after the first
+    /// failure) and then queueing for the background retry.
+    pub async fn publish_reliably(&self, entry: Revocation) {
+        for attempt in 0..2 {
+            match self.publish(&entry).await {
+                Ok(_) => return,
+                Err(e) if attempt == 1 => {
+                    tracing::warn!(error = %e, "revocation push failed; queued for retry");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(entry);
+    }
+
+    async fn retry_pending(&self) {
+        let now = now_ms();
+        loop {
+            let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some(entry) = next else { return };
+            let expired = match &entry {
+                Revocation::Session { until, .. } | Revocation::User { until, .. } => *until <= now,
+                Revocation::Heartbeat { .. } => true,
+            };
+            if expired {
+                continue;
+            }
+            if self.publish(&entry).await.is_err() {
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(entry);
+                return;
+            }
+            tracing::info!("queued revocation pushed");
+        }
+    }
+
+    /// Writes a heartbeat every second so followers can measure staleness, after retrying any
+    /// revocations that could not be pushed yet.
+    pub async fn heartbeat(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            self.retry_pending().await;
+            if let Err(e) = self.publish(&Revocation::Heartbeat { at: now_ms() }).await {
+                tracing::debug!(error = %e, "revocation feed heartbeat failed");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::session::ports::RevocationSink for RedisFeed {
+    async fn publish(&self, entry: Revocation) {
+        self.publish_reliably(entry).await;
+    }
+}
+
+fn decode(entry: &redis::streams::StreamId) -> Option<FeedEntry> {
+    let json: String = entry.get("e")?;
+    let parsed = serde_json::from_str(&json).ok()?;
+    Some((entry.id.clone(), parsed))
+}

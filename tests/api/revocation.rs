@@ -1,0 +1,250 @@
+//! Pushed revocation: a killed session's access tokens die on every node long before `exp`.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn check_low(app: &TestApp, jwt: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}/v1/auth/check?risk=low", app.public))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn mint(app: &TestApp, session_token: &str) -> String {
+    let body: Value = app.mint(session_token, None).await.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Polls until `check` answers 401 on `node`; panics after 5 s (tokens live 300 s).
+async fn until_refused(node: &TestApp, jwt: &str) -> String {
+    for _ in 0..100 {
+        let response = check_low(node, jwt).await;
+        if response.status() == 401 {
+            let (_, code) = error_code(response).await;
+            return code;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the revoked token was still accepted after 5 s");
+}
+
+async fn two_nodes(redis: &RedisServer) -> (TestApp, TestApp) {
+    let settings = test_settings(redis);
+    tokio::join!(spawn_app_with(settings.clone()), spawn_app_with(settings))
+}
+
+#[tokio::test]
+async fn a_logged_out_sessions_token_is_refused_by_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let created = a.create_session("alice").await;
+    let jwt = mint(&a, &created.token).await;
+    let ok = check_low(&b, &jwt).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-tessera-user"], "alice");
+    assert_eq!(
+        ok.headers()["x-tessera-session"],
+        created.session["id"].as_str().unwrap()
+    );
+
+    let other = a.create_session("alice").await;
+    let other_jwt = mint(&a, &other.token).await;
+
+    assert_eq!(
+        a.logout_with_cookie(&created.token, &created.csrf)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(until_refused(&b, &jwt).await, "token_revoked");
+    assert_eq!(
+        check_low(&a, &jwt).await.status(),
+        401,
+        "the node that revoked refuses too"
+    );
+    assert_eq!(
+        check_low(&b, &other_jwt).await.status(),
+        200,
+        "only that session's tokens die"
+    );
+}
+
+#[tokio::test]
+async fn revoke_all_kills_every_token_of_the_user_but_not_newer_ones() {
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let s1 = a.create_session("alice").await;
+    let jwt1 = mint(&a, &s1.token).await;
+    let bob = a.create_session("bob").await;
+    let bob_jwt = mint(&a, &bob.token).await;
+    a.admin_post("/admin/users/alice/revoke-all", &json!({}))
+        .await;
+    assert_eq!(until_refused(&b, &jwt1).await, "token_revoked");
+    let s2 = a.create_session("alice").await;
+    let jwt2 = mint(&a, &s2.token).await;
+    assert_eq!(
+        check_low(&b, &jwt2).await.status(),
+        200,
+        "tokens minted after the bump live"
+    );
+    assert_eq!(check_low(&b, &bob_jwt).await.status(), 200);
+}
+
+#[tokio::test]
+async fn evictions_and_kills_are_pushed_too() {
+    let redis = RedisServer::start();
+    let settings = tessera::Settings {
+        max_sessions_per_user: 1,
+        ..test_settings(&redis)
+    };
+    let (a, b) = tokio::join!(spawn_app_with(settings.clone()), spawn_app_with(settings));
+    let first = a.create_session("alice").await;
+    let jwt = mint(&a, &first.token).await;
+    a.create_session("alice").await; // evicts the first
+    assert_eq!(until_refused(&b, &jwt).await, "token_revoked");
+}
+
+#[tokio::test]
+async fn the_feed_catches_up_after_redis_restarts() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let (a, b) = two_nodes(&redis).await;
+    let created = a.create_session("alice").await;
+    let jwt = mint(&a, &created.token).await;
+    redis.restart();
+    // The JWT path keeps working from memory while followers reconnect.
+    assert_eq!(check_low(&b, &jwt).await.status(), 200);
+    let mut logged_out = false;
+    for _ in 0..50 {
+        if a.logout_with_cookie(&created.token, &created.csrf)
+            .await
+            .status()
+            == 200
+        {
+            logged_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(logged_out);
+    assert_eq!(until_refused(&b, &jwt).await, "token_revoked");
+}
+
+#[tokio::test]
+async fn readiness_reports_the_feed() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let mut body = Value::Null;
+    for _ in 0..40 {
+        body = app
+            .client
+            .get(format!("{}/readyz", app.public))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["revocation_feed"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body["revocation_feed"], "ok", "{body}");
+    assert!(body["revocation_feed_staleness_ms"].as_i64().unwrap() < 10_000);
+}
+
+#[tokio::test]
+async fn forward_auth_answers_for_both_risk_levels() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let check = |query: &'static str, token: Option<String>, cookie: Option<String>| {
+        let mut request = app
+            .client
+            .get(format!("{}/v1/auth/check{query}", app.public));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(c) = cookie {
+            request = request.header("cookie", format!("__Host-tessera={c}"));
+        }
+        request.send()
+    };
+    let pwd = app.create_session("alice").await;
+
+    let anonymous = check("?risk=low", None, None).await.unwrap();
+    assert_eq!(anonymous.headers()["vary"], "Cookie, Authorization");
+    assert_eq!(anonymous.headers()["cache-control"], "no-store");
+    assert_eq!(error_code(anonymous).await.0, 401);
+
+    let by_cookie = check("?risk=low", None, Some(pwd.token.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200);
+    assert_eq!(by_cookie.headers()["x-tessera-acr"], "pwd");
+    assert_eq!(by_cookie.headers()["vary"], "Cookie, Authorization");
+
+    let jwt = mint(&app, &pwd.token).await;
+    assert_eq!(
+        check("?risk=low", Some(jwt.clone()), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let forged = format!("{}x", &jwt[..jwt.len() - 1]);
+    assert_eq!(
+        error_code(check("?risk=low", Some(forged), None).await.unwrap())
+            .await
+            .1,
+        "invalid_token"
+    );
+
+    // High risk never accepts a JWT alone and wants the level.
+    let high = check("?risk=high", Some(jwt), None).await.unwrap();
+    assert_eq!(high.status(), 401);
+    let challenged = check(
+        "?risk=high&acr=mfa&max_age=300",
+        None,
+        Some(pwd.token.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        challenged.headers()["www-authenticate"],
+        r#"Bearer error="insufficient_user_authentication", error_description="A stronger or more recent authentication is required", acr_values="mfa", max_age="300""#
+    );
+    assert_eq!(
+        check("?risk=high&acr=pwd", None, Some(pwd.token.clone()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mfa: Value = app
+        .admin_post(
+            "/admin/sessions",
+            &json!({"user_id": "bob", "acr": "mfa", "amr": ["pwd", "otp"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let strong = check(
+        "?risk=high",
+        Some(mfa["session_token"].as_str().unwrap().to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(strong.status(), 200);
+    assert_eq!(strong.headers()["x-tessera-acr"], "mfa");
+
+    assert_eq!(
+        check("?risk=medium", None, None).await.unwrap().status(),
+        400
+    );
+}
