@@ -275,6 +275,7 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout
 async fn watch_users_file(state: State, path: std::path::PathBuf) {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);
+    let mut reported = None;
     let mut tick =
         tokio::time::interval(Duration::from_secs(state.settings.users_reload_secs.max(1)));
     loop {
@@ -287,16 +288,19 @@ async fn watch_users_file(state: State, path: std::path::PathBuf) {
             Ok(directory) => match state.login.install(directory).await {
                 Ok(()) => {
                     seen = now;
+                    reported = None;
                     tracing::info!(users = state.login.directory().len(), "users file reloaded");
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "users file reload could not reach Redis; will retry")
                 }
             },
-            Err(e) => {
-                seen = now;
+            // Not marked as seen: a half-written file is read again on the next tick. Said once.
+            Err(e) if reported != now => {
+                reported = now;
                 tracing::error!(error = %format!("{e:#}"), "users file is invalid; keeping the previous users");
             }
+            Err(_) => {}
         }
     }
 }

@@ -101,7 +101,14 @@ impl LoginService {
     /// Installs a reloaded users file and ends the sessions of every user whose entry changed
     /// (or disappeared). Safe to run on every node: the store makes it idempotent.
     pub async fn install(&self, directory: Directory) -> Result<(), StoreError> {
-        let previous = self.directory();
+        // Install first: from this moment the old credentials no longer log anyone in. A login
+        // that read the old credential version and races the bump below is refused at session
+        // creation (`CredentialVersionChanged`).
+        let directory = Arc::new(directory);
+        let previous = std::mem::replace(
+            &mut *self.directory.write().unwrap_or_else(|e| e.into_inner()),
+            directory.clone(),
+        );
         for user in directory.users() {
             if let Some(n) = self
                 .store
@@ -134,7 +141,6 @@ impl LoginService {
                 )
                 .await?;
         }
-        *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
         Ok(())
     }
 

@@ -170,13 +170,20 @@ impl RedisFeed {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_back(entry);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(entry);
     }
 
     async fn retry_pending(&self) {
         let now = now_ms();
         loop {
-            let next = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let next = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
             let Some(entry) = next else { return };
             let expired = match &entry {
                 Revocation::Session { until, .. } | Revocation::User { until, .. } => *until <= now,
@@ -186,7 +193,10 @@ impl RedisFeed {
                 continue;
             }
             if self.publish(&entry).await.is_err() {
-                self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(entry);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_front(entry);
                 return;
             }
             tracing::info!("queued revocation pushed");

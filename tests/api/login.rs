@@ -226,7 +226,10 @@ async fn editing_the_users_file_ends_that_users_sessions() {
         tessera::authn::password::hash_password("new password")
     );
     std::thread::sleep(Duration::from_millis(1100)); // a distinct mtime
-    std::fs::write(&path, text.replacen(&alice_hash_line, &new_line, 1)).unwrap();
+                                                     // Replace the file atomically, as editors and config management do.
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text.replacen(&alice_hash_line, &new_line, 1)).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
 
     let mut dead = false;
     for _ in 0..60 {
