@@ -210,6 +210,7 @@ fn serve(
             .app_data(data.clone())
             .app_data(guard.clone())
             .app_data(fallback::json_config(body_limit))
+            .app_data(fallback::form_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(fallback::path_config())
             .app_data(fallback::query_config())

@@ -74,3 +74,28 @@ pub fn query_config() -> web::QueryConfig {
         ApiError::bad_request("invalid_query", "invalid query string").into()
     })
 }
+
+pub fn form_config(limit: usize) -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| {
+            use actix_web::error::UrlencodedError;
+            match err {
+                UrlencodedError::Overflow { .. } => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is too large",
+                ),
+                UrlencodedError::ContentType => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/x-www-form-urlencoded",
+                ),
+                _ => ApiError::bad_request(
+                    "invalid_request",
+                    "malformed form body (`token` is required)",
+                ),
+            }
+            .into()
+        })
+}

@@ -13,7 +13,9 @@ pub mod cookie;
 pub mod credential;
 pub mod csrf;
 pub mod fallback;
+pub mod feeds;
 pub mod health;
+pub mod oauth;
 pub mod session;
 pub mod user_admin;
 pub mod views;
@@ -158,6 +160,10 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
             fallback::resource("/admin/users/{user_id}").route(web::delete().to(admin::erase_user)),
         )
         .service(fallback::resource("/admin/audit").route(web::get().to(admin::audit)))
+        .service(fallback::resource("/admin/revoke").route(web::post().to(oauth::revoke)))
+        .service(fallback::resource("/admin/introspect").route(web::post().to(oauth::introspect)))
+        .service(fallback::resource("/admin/revocations").route(web::get().to(feeds::revocations)))
+        .service(fallback::resource("/admin/events").route(web::get().to(feeds::events)))
         .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
         .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
 }

@@ -9,6 +9,7 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod login;
+mod oauth;
 mod revocation;
 mod sessions;
 mod store;

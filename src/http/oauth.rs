@@ -1,0 +1,123 @@
+//! RFC 7009 token revocation and RFC 7662 token introspection, on the admin listener.
+
+use super::admin::{AdminKey, Scope};
+use super::{now_ms, State};
+use crate::error::ApiError;
+use crate::session::{AuthError, SessionId, SessionToken};
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    token: String,
+    #[serde(default)]
+    token_type_hint: Option<String>,
+}
+
+fn inactive() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "active": false }))
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.matches('.').count() == 2
+}
+
+/// `POST /admin/revoke` (RFC 7009): `token` (session token or access token),
+/// `token_type_hint` optional. Unknown or invalid tokens get 200 (nothing to reveal); if the
+/// revocation cannot be stored, 503 with `Retry-After`, never 200.
+pub async fn revoke(
+    key: AdminKey,
+    state: web::Data<State>,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Revoke)?;
+    let _ = &form.token_type_hint; // every type is recognised by its shape; the hint is optional
+    let now = now_ms();
+    let session = if looks_like_jwt(&form.token) {
+        match state.issuer.validate(&form.token, now / 1000) {
+            Ok(claims) => match SessionId::parse(&claims.sid, &state.regions) {
+                Ok(sid) => state.service.load(&sid, now).await?,
+                Err(_) => None,
+            },
+            Err(_) => None,
+        }
+    } else {
+        match SessionToken::parse(&form.token, &state.regions) {
+            Ok(token) => match state.service.authenticate(&token, now).await {
+                Ok(session) => Some(session),
+                Err(AuthError::NoSession) => None,
+                Err(AuthError::Store(e)) => return Err(e.into()),
+            },
+            Err(_) => None,
+        }
+    };
+    if let Some(session) = session {
+        state
+            .service
+            .revoke(&session, &key.actor(), "RFC 7009 revocation")
+            .await?;
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// `POST /admin/introspect` (RFC 7662): `{"active": false}` and nothing else for anything not
+/// live; for live tokens the claims plus the session's current level from Redis.
+pub async fn introspect(
+    key: AdminKey,
+    state: web::Data<State>,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Introspect)?;
+    let now = now_ms();
+    let (mut body, session) = if looks_like_jwt(&form.token) {
+        let Ok(claims) = state.check_access_token(&form.token) else {
+            return Ok(inactive());
+        };
+        let Ok(sid) = SessionId::parse(&claims.sid, &state.regions) else {
+            return Ok(inactive());
+        };
+        let Some(session) = state.service.load(&sid, now).await? else {
+            return Ok(inactive());
+        };
+        let mut body = serde_json::to_value(&claims).map_err(|e| ApiError::internal(e))?;
+        body["token_type"] = "access_token".into();
+        (body, session)
+    } else {
+        let Ok(token) = SessionToken::parse(&form.token, &state.regions) else {
+            return Ok(inactive());
+        };
+        let session = match state.service.authenticate(&token, now).await {
+            Ok(s) => s,
+            Err(AuthError::NoSession) => return Ok(inactive()),
+            Err(AuthError::Store(e)) => return Err(e.into()),
+        };
+        let r = &session.record;
+        let body = serde_json::json!({
+            "token_type": "session_token",
+            "sub": r.user_id,
+            "sid": session.id.as_str(),
+            "iat": r.created_at / 1000,
+            "exp": r.idle_expires_at.min(r.expires_at) / 1000,
+            "auth_time": r.auth_time / 1000,
+            "acr": r.acr.as_str(),
+            "amr": r.amr_list(),
+            "roles": r.role_list(),
+        });
+        (body, session)
+    };
+    body["active"] = true.into();
+    body["session"] = serde_json::json!({
+        "acr": session.record.acr.as_str(),
+        "elevated_acr": session.record.elevated_acr.map(|a| a.as_str()),
+        "elevated_at": (session.record.elevated_at > 0).then_some(session.record.elevated_at / 1000),
+        "expires_at": session.record.expires_at / 1000,
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
