@@ -133,6 +133,8 @@ impl Application {
             feed: feed.clone(),
             feed_tx: feed_tx.clone(),
             revoked: revoked.clone(),
+            kek: Arc::new(kek),
+            layout: layout.clone(),
         };
 
         let public_listener = TcpListener::bind(&settings.public_addr)
@@ -145,12 +147,7 @@ impl Application {
         let public = serve(public_listener, state.clone(), http::public_routes)?;
         let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
 
-        let mut background = vec![tokio::spawn(watch_redis(
-            state.clone(),
-            redis.pool.clone(),
-            layout,
-            kek,
-        ))];
+        let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.pool.clone()))];
         background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
         background.push(tokio::spawn(feed.heartbeat()));
         if let Some(path) = settings.users_file.clone() {
@@ -234,7 +231,8 @@ fn serve(
 
 /// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and the key ring
 /// (picking up rotations) every `redis_check_interval_secs`.
-async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout, kek: Kek) {
+async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
+    let (layout, kek) = (state.layout.clone(), state.kek.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(
         state.settings.redis_check_interval_secs.max(1),
     ));
@@ -254,6 +252,9 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read Redis INFO"),
         }
+        if let Some(days) = state.settings.key_rotation_days {
+            rotate_if_due(&state, &pool, days).await;
+        }
         match store::keyring::load_current(&pool, &layout).await {
             Ok(Some(ring)) => match ring
                 .open(&kek)
@@ -269,6 +270,36 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool, layout: KeyLayout
             }
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the key ring"),
         }
+    }
+}
+
+/// Rotates the signing key when the newest one is older than `days` (every node may try; the
+/// compare-and-set lets exactly one win).
+async fn rotate_if_due(state: &State, pool: &deadpool_redis::Pool, days: u32) {
+    let now = http::now_ms();
+    let newest = match store::keyring::load_current(pool, &state.layout).await {
+        Ok(Some(ring)) => ring.newest(),
+        _ => return,
+    };
+    if now - newest < i64::from(days) * 86_400_000 {
+        return;
+    }
+    let (publish, retire) = state.settings.rotation_delays();
+    match store::keyring::rotate(
+        pool,
+        &state.layout,
+        &state.kek,
+        state.settings.signing(),
+        now,
+        publish,
+        retire,
+    )
+    .await
+    {
+        Ok(ring) => {
+            tracing::info!(kid = %ring.keys.last().map(|k| k.kid.as_str()).unwrap_or(""), "scheduled key rotation")
+        }
+        Err(e) => tracing::info!(error = %format!("{e:#}"), "scheduled key rotation skipped"),
     }
 }
 

@@ -113,6 +113,11 @@ pub struct Settings {
     pub anomaly_ipv6_prefix: u8,
     /// The revocation feed counts as stale after this long without a heartbeat (readiness fails).
     pub revocation_max_staleness_secs: u64,
+    /// How long verifiers may cache the JWKS (its `max-age`); a rotated key is published this
+    /// long before it signs.
+    pub jwks_cache_secs: i64,
+    /// Rotate the signing key automatically this often (days; unset: only on demand).
+    pub key_rotation_days: Option<u32>,
     /// With a stale feed, refuse access tokens (503) instead of accepting them unchecked.
     /// Default off: the JWT path keeps working while Redis is down, as designed.
     pub revocation_fail_closed: bool,
@@ -170,6 +175,8 @@ impl Default for Settings {
             anomaly_ipv4_prefix: 16,
             anomaly_ipv6_prefix: 48,
             revocation_max_staleness_secs: 10,
+            jwks_cache_secs: 300,
+            key_rotation_days: None,
             revocation_fail_closed: false,
         }
     }
@@ -263,6 +270,12 @@ impl Settings {
         }
         if SigningAlg::parse(&self.signing_alg).is_none() {
             return Err(bad("signing_alg", "must be ES256 or EdDSA"));
+        }
+        if !(0..=86_400).contains(&self.jwks_cache_secs) {
+            return Err(bad("jwks_cache_secs", "must be between 0 and 86400"));
+        }
+        if self.key_rotation_days == Some(0) {
+            return Err(bad("key_rotation_days", "must be at least 1 (or unset)"));
         }
         if !(30..=900).contains(&self.token_lifetime_secs) {
             return Err(bad(
@@ -373,6 +386,14 @@ impl Settings {
             successes: self.login_success_limit,
             success_window_secs: self.login_success_window_secs.max(1),
         }
+    }
+
+    /// Publish delay and retirement delay of a key rotation, in ms.
+    pub fn rotation_delays(&self) -> (i64, i64) {
+        (
+            self.jwks_cache_secs * 1000,
+            (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs) * 1000,
+        )
     }
 
     pub fn home_region(&self) -> Region {

@@ -84,6 +84,12 @@ enum KeysCommand {
     GenerateKek,
     /// Print a new admin API key and the SHA-256 to put in `[[admin_keys]]` (the key is shown once).
     GenerateApiKey,
+    /// Rotate the signing key: published now, signing after `jwks_cache_secs`, the old key
+    /// retired after the longest token lifetime plus leeway.
+    Rotate {
+        #[arg(long, short, env = "TESSERA_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +112,9 @@ fn main() -> ExitCode {
                 hex::encode(sha2::Sha256::digest(format!("tsr_ak_{key}").as_bytes()))
             );
         }),
+        Command::Keys {
+            command: KeysCommand::Rotate { config },
+        } => rotate_keys(config),
         Command::Users { command } => users(command),
     };
     match result {
@@ -196,4 +205,41 @@ fn users(command: UsersCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let redis = tessera::store::RedisConnections::connect(&settings.redis()).await?;
+        let (kek, _) =
+            tessera::token::Kek::load(settings.kek.as_deref(), &settings.keys_dir, false)?;
+        let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
+        let (publish, retire) = settings.rotation_delays();
+        let now = tessera::http::now_ms();
+        let ring = tessera::store::keyring::rotate(
+            &redis.pool,
+            &layout,
+            &kek,
+            settings.signing(),
+            now,
+            publish,
+            retire,
+        )
+        .await?;
+        for key in &ring.keys {
+            println!(
+                "{}  {}  signs from {}  retires {}",
+                key.kid,
+                key.alg.name(),
+                tessera::http::views::rfc3339(key.sign_from),
+                key.retire_at
+                    .map(tessera::http::views::rfc3339)
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        Ok(())
+    })
 }

@@ -426,3 +426,53 @@ pub async fn audit(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "events": events, "next": next })))
 }
+
+/// `POST /admin/keys/rotate` (scope `keys`): publishes a new signing key now; it signs after
+/// `jwks_cache_secs`; older keys retire after the longest token lifetime plus leeway.
+pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
+    key.require(Scope::Keys)?;
+    let now = now_ms();
+    let (publish, retire) = state.settings.rotation_delays();
+    let ring = crate::store::keyring::rotate(
+        &state.pool,
+        &state.layout,
+        &state.kek,
+        state.settings.signing(),
+        now,
+        publish,
+        retire,
+    )
+    .await
+    .map_err(|e| {
+        if format!("{e:#}").contains("changed during rotation") {
+            ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "rotation_conflict",
+                "another rotation happened at the same time; retry",
+            )
+        } else {
+            ApiError::unavailable(format!("{e:#}"))
+        }
+    })?;
+    let opened = ring.open(&state.kek).map_err(ApiError::internal)?;
+    state.issuer.replace_keys(
+        crate::token::ActiveKeys::from_ring(&opened, now).map_err(ApiError::internal)?,
+    );
+    let new = ring
+        .keys
+        .last()
+        .ok_or_else(|| ApiError::internal("empty ring"))?;
+    crate::audit::log(
+        &crate::audit::AuditEvent::new("signing_key_rotated", &key.actor(), now).reason(&new.kid),
+    );
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "kid": new.kid,
+        "signs_from": crate::http::views::rfc3339(new.sign_from),
+        "keys": ring.keys.iter().map(|k| serde_json::json!({
+            "kid": k.kid,
+            "alg": k.alg,
+            "signs_from": crate::http::views::rfc3339(k.sign_from),
+            "retires_at": k.retire_at.map(crate::http::views::rfc3339),
+        })).collect::<Vec<_>>(),
+    })))
+}

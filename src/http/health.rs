@@ -47,6 +47,9 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
 /// Cacheable for 5 minutes: rotation publishes a key at least that long before signing with it.
 pub async fn jwks(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", state.settings.jwks_cache_secs),
+        ))
         .json(state.issuer.keys().jwks())
 }

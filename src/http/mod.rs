@@ -46,6 +46,8 @@ pub struct State {
     pub feed: crate::store::revocations::RedisFeed,
     pub feed_tx: tokio::sync::broadcast::Sender<crate::store::revocations::FeedEntry>,
     pub revoked: Arc<std::sync::RwLock<crate::revocation::RevokedSet>>,
+    pub kek: Arc<crate::token::Kek>,
+    pub layout: crate::store::KeyLayout,
 }
 
 impl State {
@@ -160,6 +162,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
             fallback::resource("/admin/users/{user_id}").route(web::delete().to(admin::erase_user)),
         )
         .service(fallback::resource("/admin/audit").route(web::get().to(admin::audit)))
+        .service(fallback::resource("/admin/keys/rotate").route(web::post().to(admin::rotate_keys)))
         .service(fallback::resource("/admin/revoke").route(web::post().to(oauth::revoke)))
         .service(fallback::resource("/admin/introspect").route(web::post().to(oauth::introspect)))
         .service(fallback::resource("/admin/revocations").route(web::get().to(feeds::revocations)))

@@ -51,6 +51,48 @@ impl StoredRing {
         })
     }
 
+    /// The ring after a rotation at `now`: a fresh key published at once and signing after
+    /// `publish_delay_ms` (the JWKS cache lifetime, so every verifier has it first); every
+    /// older key that has no retirement yet retires `retire_after_ms` (the longest token
+    /// lifetime plus leeway) after the new key starts signing; keys already retired are dropped.
+    pub fn rotated(
+        &self,
+        alg: SigningAlg,
+        kek: &Kek,
+        now: i64,
+        publish_delay_ms: i64,
+        retire_after_ms: i64,
+    ) -> anyhow::Result<Self> {
+        let key = KeyMaterial::generate(alg)?;
+        let (nonce, ciphertext) = kek.seal(&key.kid, key.pkcs8())?;
+        let sign_from = now + publish_delay_ms;
+        let mut keys: Vec<StoredKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.retire_at.is_none_or(|r| r > now))
+            .cloned()
+            .map(|mut k| {
+                k.retire_at.get_or_insert(sign_from + retire_after_ms);
+                k
+            })
+            .collect();
+        keys.push(StoredKey {
+            kid: key.kid,
+            alg,
+            created_at: now,
+            sign_from,
+            retire_at: None,
+            nonce,
+            ciphertext,
+        });
+        Ok(Self { v: 1, keys })
+    }
+
+    /// The newest key's creation time.
+    pub fn newest(&self) -> i64 {
+        self.keys.iter().map(|k| k.created_at).max().unwrap_or(0)
+    }
+
     /// Decrypts every key and checks that each still has the `kid` it was stored under.
     pub fn open(&self, kek: &Kek) -> anyhow::Result<Vec<(StoredKey, KeyMaterial)>> {
         self.keys
@@ -149,6 +191,33 @@ mod tests {
         assert_eq!(active.signing_kid(), ring.keys[0].kid);
         assert_eq!(active.jwks()["keys"].as_array().unwrap().len(), 1);
         assert!(active.key(&ring.keys[0].kid).is_some());
+    }
+
+    #[test]
+    fn rotation_publishes_first_signs_later_and_retires_the_old_key_after_its_tokens() {
+        let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let first = StoredRing::first(SigningAlg::Es256, &kek, 0).unwrap();
+        let old = first.keys[0].kid.clone();
+        let ring = first
+            .rotated(SigningAlg::Es256, &kek, 1_000, 300_000, 960_000)
+            .unwrap();
+        let new = ring.keys[1].kid.clone();
+        let opened = ring.open(&kek).unwrap();
+        let at = |t| ActiveKeys::from_ring(&opened, t).unwrap();
+        assert_eq!(at(1_000).signing_kid(), old, "published, not yet signing");
+        assert!(at(1_000).key(&new).is_some(), "verifiers already accept it");
+        assert_eq!(at(301_000).signing_kid(), new);
+        assert!(
+            at(301_000 + 959_999).key(&old).is_some(),
+            "old tokens verify until they expire"
+        );
+        assert!(at(301_000 + 960_000).key(&old).is_none(), "then not");
+        // A later rotation drops keys already retired.
+        let again = ring
+            .rotated(SigningAlg::Es256, &kek, 2_000_000, 300_000, 960_000)
+            .unwrap();
+        assert!(again.keys.iter().all(|k| k.kid != old));
+        assert_eq!(again.keys.len(), 2);
     }
 
     #[test]

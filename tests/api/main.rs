@@ -11,6 +11,7 @@ mod lifecycle;
 mod login;
 mod oauth;
 mod revocation;
+mod rotation;
 mod sessions;
 mod store;
 mod tokens;
