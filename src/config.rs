@@ -113,6 +113,12 @@ pub struct Settings {
     pub anomaly_ipv6_prefix: u8,
     /// The revocation feed counts as stale after this long without a heartbeat (readiness fails).
     pub revocation_max_staleness_secs: u64,
+    /// Native clients (refresh tokens): idle and absolute session lifetime.
+    pub native_idle_timeout_secs: i64,
+    pub native_absolute_timeout_secs: i64,
+    /// The immediate predecessor of a refresh token gets the same successor within this window
+    /// (lost responses, concurrent refreshes); at most 60.
+    pub refresh_grace_secs: i64,
     /// How long verifiers may cache the JWKS (its `max-age`); a rotated key is published this
     /// long before it signs.
     pub jwks_cache_secs: i64,
@@ -176,6 +182,9 @@ impl Default for Settings {
             anomaly_ipv6_prefix: 48,
             revocation_max_staleness_secs: 10,
             jwks_cache_secs: 300,
+            native_idle_timeout_secs: 7 * 24 * 3600,
+            native_absolute_timeout_secs: 30 * 24 * 3600,
+            refresh_grace_secs: 10,
             key_rotation_days: None,
             revocation_fail_closed: false,
         }
@@ -270,6 +279,20 @@ impl Settings {
         }
         if SigningAlg::parse(&self.signing_alg).is_none() {
             return Err(bad("signing_alg", "must be ES256 or EdDSA"));
+        }
+        if !(0..=60).contains(&self.refresh_grace_secs) {
+            return Err(bad(
+                "refresh_grace_secs",
+                "must be between 0 and 60 seconds",
+            ));
+        }
+        if self.native_idle_timeout_secs < 1
+            || self.native_absolute_timeout_secs < self.native_idle_timeout_secs
+        {
+            return Err(bad(
+                "native_absolute_timeout_secs",
+                "native timeouts must be positive and absolute >= idle",
+            ));
         }
         if !(0..=86_400).contains(&self.jwks_cache_secs) {
             return Err(bad("jwks_cache_secs", "must be between 0 and 86400"));

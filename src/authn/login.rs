@@ -6,9 +6,11 @@ use super::password::{Busy, PasswordHasher};
 use super::ports::{AuthStore, MfaTicket};
 use super::totp;
 use crate::audit::{Actor, AuditEvent};
+use crate::session::model::NativeClient;
 use crate::session::{
     Acr, NewSession, Session, SessionService, SessionToken, StoreError, UnixMillis,
 };
+use crate::session::{RefreshToken, SessionSecret};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -55,10 +57,26 @@ pub struct ClientInfo {
     pub ip: String,
     pub user_agent: String,
     pub device_name: String,
+    /// Set for native clients: they get a refresh token instead of a cookie.
+    pub native: Option<NativeLifetimes>,
+}
+
+/// A finished login: the session, its credential, and for native clients a refresh token.
+pub struct LoggedIn {
+    pub session: Session,
+    pub token: SessionToken,
+    pub refresh: Option<RefreshToken>,
+}
+
+/// Lifetimes of native sessions (refresh-token clients).
+#[derive(Clone, Copy, Debug)]
+pub struct NativeLifetimes {
+    pub idle_timeout_ms: i64,
+    pub absolute_timeout_ms: i64,
 }
 
 pub enum LoginOutcome {
-    Session(Box<Session>, SessionToken),
+    Session(Box<LoggedIn>),
     /// Password accepted; `ticket` must come back with a TOTP code to `/v1/login/mfa`.
     MfaRequired {
         ticket: String,
@@ -238,6 +256,7 @@ impl LoginService {
                 ip: client.ip,
                 user_agent: client.user_agent,
                 device_name: client.device_name,
+                native: client.native.is_some(),
             };
             self.store
                 .put_ticket(&handle_hash(&ticket), &pending, MFA_TICKET_TTL_SECS)
@@ -246,6 +265,7 @@ impl LoginService {
             return Ok(LoginOutcome::MfaRequired { ticket });
         }
         self.count_success(user).await?;
+        let refresh = client.native.map(|_| SessionSecret::generate());
         let new = NewSession {
             user_id: user.id.clone(),
             acr: Acr::Pwd,
@@ -255,13 +275,19 @@ impl LoginService {
             user_agent: client.user_agent,
             device_name: client.device_name,
             auth_time: Some(now),
+            native: native_client(client.native, refresh.as_ref()),
         };
         let actor = Actor::user(user.id.as_str());
         let (session, token) = self
             .sessions
             .create_checked(new, version, &actor, now)
             .await?;
-        Ok(LoginOutcome::Session(Box::new(session), token))
+        let refresh = refresh.map(|secret| RefreshToken::new(session.id.clone(), secret));
+        Ok(LoginOutcome::Session(Box::new(LoggedIn {
+            session,
+            token,
+            refresh,
+        })))
     }
 
     /// Second step: the TOTP code for a pending ticket.
@@ -270,8 +296,9 @@ impl LoginService {
         &self,
         ticket: &str,
         code: &str,
+        native: Option<NativeLifetimes>,
         now: UnixMillis,
-    ) -> Result<(Session, SessionToken), LoginError> {
+    ) -> Result<LoggedIn, LoginError> {
         let hash = handle_hash(ticket);
         let pending = self
             .store
@@ -296,6 +323,9 @@ impl LoginService {
             return Err(LoginError::MfaTicketInvalid);
         }
         self.count_success(user).await?;
+        // The kind of client is fixed by the first step; the second cannot change it.
+        let native = native.filter(|_| pending.native);
+        let refresh = native.map(|_| SessionSecret::generate());
         let new = NewSession {
             user_id: user.id.clone(),
             acr: Acr::Mfa,
@@ -305,12 +335,19 @@ impl LoginService {
             user_agent: pending.user_agent,
             device_name: pending.device_name,
             auth_time: Some(now),
+            native: native_client(native, refresh.as_ref()),
         };
         let actor = Actor::user(user.id.as_str());
-        Ok(self
+        let (session, token) = self
             .sessions
             .create_checked(new, Some(pending.credential_version), &actor, now)
-            .await?)
+            .await?;
+        let refresh = refresh.map(|secret| RefreshToken::new(session.id.clone(), secret));
+        Ok(LoggedIn {
+            session,
+            token,
+            refresh,
+        })
     }
 
     /// Verifies a TOTP code and spends its time step (a replay fails); failures count against
@@ -382,6 +419,20 @@ impl LoginService {
         };
         self.store.clear_failures(&user.username).await?;
         Ok(level)
+    }
+}
+
+fn native_client(
+    lifetimes: Option<NativeLifetimes>,
+    refresh: Option<&SessionSecret>,
+) -> Option<NativeClient> {
+    match (lifetimes, refresh) {
+        (Some(l), Some(secret)) => Some(NativeClient {
+            refresh_hash: secret.hash(),
+            idle_timeout_ms: l.idle_timeout_ms,
+            absolute_timeout_ms: l.absolute_timeout_ms,
+        }),
+        _ => None,
     }
 }
 

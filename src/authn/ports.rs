@@ -15,6 +15,9 @@ pub struct MfaTicket {
     pub ip: String,
     pub user_agent: String,
     pub device_name: String,
+    /// The login asked for a native session (refresh token, no cookie).
+    #[serde(default)]
+    pub native: bool,
 }
 
 #[async_trait]

@@ -234,6 +234,7 @@ pub async fn create_session(
         user_agent: body.user_agent,
         device_name: body.device_name,
         auth_time: None,
+        native: None,
     };
     let (session, token) = state.service.create(new, &key.actor(), now_ms()).await?;
     Ok(HttpResponse::Created()

@@ -3,8 +3,10 @@
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
 use super::{cookie, csrf, now_ms, State};
-use crate::authn::login::{ClientInfo, LoginOutcome};
+use crate::authn::login::{ClientInfo, LoggedIn, LoginOutcome, NativeLifetimes};
 use crate::error::ApiError;
+use crate::session::service::RefreshError;
+use crate::session::RefreshToken;
 use crate::session::{Session, SessionToken};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,6 +29,8 @@ pub struct LoginRequest {
 pub struct MfaRequest {
     mfa_token: String,
     totp: String,
+    #[serde(default)]
+    client: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -41,8 +45,14 @@ pub struct StepUpRequest {
     bind: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn client_info(req: &HttpRequest, state: &State, device_name: Option<String>) -> ClientInfo {
+fn client_info(
+    req: &HttpRequest,
+    state: &State,
+    device_name: Option<String>,
+    native: Option<NativeLifetimes>,
+) -> ClientInfo {
     ClientInfo {
+        native,
         ip: state.client_ip(req),
         user_agent: req
             .headers()
@@ -52,6 +62,46 @@ fn client_info(req: &HttpRequest, state: &State, device_name: Option<String>) ->
             .to_owned(),
         device_name: device_name.unwrap_or_default(),
     }
+}
+
+/// `client` in a login body: browser (default) or native.
+fn native_or_browser(
+    state: &State,
+    client: Option<&str>,
+) -> Result<Option<NativeLifetimes>, ApiError> {
+    match client {
+        None | Some("browser") => Ok(None),
+        Some("native") => Ok(Some(NativeLifetimes {
+            idle_timeout_ms: state.settings.native_idle_timeout_secs * 1000,
+            absolute_timeout_ms: state.settings.native_absolute_timeout_secs * 1000,
+        })),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "`client` must be \"browser\" or \"native\"",
+        )),
+    }
+}
+
+/// A login finished: cookie + `{session, csrf_token}` for browsers, `{access_token,
+/// refresh_token, token_type, expires_in, session}` and no cookie for native clients.
+fn logged_in(state: &State, done: &LoggedIn) -> Result<HttpResponse, ApiError> {
+    let Some(refresh) = &done.refresh else {
+        return Ok(established(
+            &done.session,
+            &done.token,
+            actix_web::http::StatusCode::OK,
+        ));
+    };
+    let access = state.service.mint(&done.session, None, now_ms())?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "access_token": access.token,
+            "refresh_token": refresh.expose(),
+            "token_type": "Bearer",
+            "expires_in": access.expires_in_secs,
+            "session": SessionView::new(&done.session, true),
+        })))
 }
 
 /// A browser session was established: cookie plus `{session, csrf_token}`.
@@ -83,38 +133,20 @@ pub async fn login(
     csrf::check_origin(&req, &state.settings.allowed_origins)?;
     state.ensure_redis_policy()?;
     let body = body.into_inner();
-    match body.client.as_deref() {
-        None | Some("browser") => {}
-        Some("native") => {
-            return Err(ApiError::bad_request(
-                "unsupported_client",
-                "native clients (refresh tokens) are not available yet; use client \"browser\"",
-            ))
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "`client` must be \"browser\" or \"native\"",
-            ))
-        }
-    }
+    let native = native_or_browser(&state, body.client.as_deref())?;
     if body.username.is_empty() || body.username.len() > 128 || body.password.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",
             "username and password are required",
         ));
     }
-    let client = client_info(&req, &state, body.device_name);
+    let client = client_info(&req, &state, body.device_name, native);
     match state
         .login
         .login(&body.username, &body.password, client, now_ms())
         .await?
     {
-        LoginOutcome::Session(session, token) => Ok(established(
-            &session,
-            &token,
-            actix_web::http::StatusCode::OK,
-        )),
+        LoginOutcome::Session(done) => logged_in(&state, &done),
         LoginOutcome::MfaRequired { ticket } => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(serde_json::json!({ "mfa_required": true, "mfa_token": ticket }))),
@@ -135,15 +167,60 @@ pub async fn login_mfa(
             "the MFA token is unknown, used or expired; log in again",
         ));
     }
-    let (session, token) = state
+    let native = native_or_browser(&state, body.client.as_deref())?;
+    let done = state
         .login
-        .login_mfa(&body.mfa_token, &body.totp, now_ms())
+        .login_mfa(&body.mfa_token, &body.totp, native, now_ms())
         .await?;
-    Ok(established(
-        &session,
-        &token,
-        actix_web::http::StatusCode::OK,
-    ))
+    logged_in(&state, &done)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+/// `POST /v1/token/refresh`: a native client spends its refresh token for a new access token
+/// and a new refresh token. A spent token presented again (outside the short grace window for
+/// the immediate predecessor) ends the whole session: `401 refresh_token_reused`.
+pub async fn refresh(
+    state: web::Data<State>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.ensure_redis_policy()?;
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is invalid or expired; log in again",
+        )
+    };
+    let presented =
+        RefreshToken::parse(&body.refresh_token, &state.regions).map_err(|_| invalid())?;
+    let now = now_ms();
+    let grace_ms = state.settings.refresh_grace_secs * 1000;
+    let kek = state.kek.clone();
+    let (session, successor) = state
+        .service
+        .refresh(&presented, |data| kek.refresh_mac(data), grace_ms, now)
+        .await
+        .map_err(|e| match e {
+            RefreshError::Invalid => invalid(),
+            RefreshError::Reused => ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been ended for safety",
+            ),
+            RefreshError::Store(e) => e.into(),
+        })?;
+    let access = state.service.mint(&session, None, now)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "access_token": access.token,
+            "refresh_token": successor.expose(),
+            "token_type": "Bearer",
+            "expires_in": access.expires_in_secs,
+        })))
 }
 
 /// Canonical digest of an operation description: sorted keys, no whitespace.

@@ -13,6 +13,7 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 
 const SESSION_PREFIX: &str = "tsr_s_";
+const REFRESH_PREFIX: &str = "tsr_r_";
 const SECRET_BYTES: usize = 32;
 /// base64url length of 32 bytes without padding.
 const SECRET_CHARS: usize = 43;
@@ -157,6 +158,65 @@ impl SessionToken {
     /// The wire form. Call only where the token is handed to its owner (cookie, JSON body).
     pub fn expose(&self) -> String {
         format!("{SESSION_PREFIX}{}.{}", self.id, self.secret.0)
+    }
+}
+
+/// A native client's refresh token: `tsr_r_<session id>.<secret>`, accepted only by the
+/// refresh endpoint. Its successor is derived (HMAC under a server key) from the session id and
+/// this secret, so a retried refresh yields the same successor; Redis keeps only hashes.
+#[derive(Clone)]
+pub struct RefreshToken {
+    id: SessionId,
+    secret: SessionSecret,
+}
+
+impl RefreshToken {
+    pub fn new(id: SessionId, secret: SessionSecret) -> Self {
+        Self { id, secret }
+    }
+
+    pub fn parse(raw: &str, known_regions: &[Region]) -> Result<Self, CredentialError> {
+        if raw.len() > MAX_TOKEN_LEN {
+            return Err(CredentialError::TooLong);
+        }
+        let rest = raw
+            .strip_prefix(REFRESH_PREFIX)
+            .ok_or(CredentialError::WrongType)?;
+        let as_session = SessionToken::parse(&format!("{SESSION_PREFIX}{rest}"), known_regions)?;
+        Ok(Self {
+            id: as_session.id,
+            secret: as_session.secret,
+        })
+    }
+
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    pub fn hash(&self) -> SecretHash {
+        self.secret.hash()
+    }
+
+    /// The successor under `mac` (HMAC-SHA256 with the server's refresh subkey).
+    pub fn successor(&self, mac: impl Fn(&[u8]) -> [u8; 32]) -> RefreshToken {
+        let mut input = Vec::with_capacity(64 + self.secret.0.len());
+        input.extend_from_slice(self.id.as_str().as_bytes());
+        input.push(0);
+        input.extend_from_slice(self.secret.0.as_bytes());
+        RefreshToken {
+            id: self.id.clone(),
+            secret: SessionSecret(URL_SAFE_NO_PAD.encode(mac(&input))),
+        }
+    }
+
+    pub fn expose(&self) -> String {
+        format!("{REFRESH_PREFIX}{}.{}", self.id, self.secret.0)
+    }
+}
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RefreshToken({}, <redacted>)", self.id)
     }
 }
 

@@ -11,7 +11,7 @@ pub mod policy;
 pub mod ports;
 pub mod service;
 
-pub use credential::{CsrfToken, SecretHash, SessionSecret, SessionToken};
+pub use credential::{CsrfToken, RefreshToken, SecretHash, SessionSecret, SessionToken};
 pub use id::{Region, SessionId, UserId};
 pub use model::{Acr, NewSession, Session, SessionRecord};
 pub use policy::{Liveness, SessionPolicy};

@@ -73,6 +73,18 @@ pub struct SessionRecord {
     pub ua: String,
     #[serde(rename = "dn", default, skip_serializing_if = "String::is_empty")]
     pub device_name: String,
+    /// Idle timeout of this session in ms when it differs from the configured one (native
+    /// clients live longer between uses); 0 = the configured default.
+    #[serde(rename = "it", default, skip_serializing_if = "is_zero")]
+    pub idle_timeout_ms: i64,
+    /// Native clients: hash of the current refresh secret, of its immediate predecessor, and
+    /// when the last rotation happened (ms).
+    #[serde(rename = "rh", default, skip_serializing_if = "String::is_empty")]
+    pub refresh_hash: String,
+    #[serde(rename = "rp", default, skip_serializing_if = "String::is_empty")]
+    pub refresh_previous: String,
+    #[serde(rename = "rt", default, skip_serializing_if = "is_zero")]
+    pub refreshed_at: UnixMillis,
     /// Roles snapshot, space-separated. (The home region is not stored: the id says it.)
     #[serde(rename = "ro", default, skip_serializing_if = "String::is_empty")]
     pub roles: String,
@@ -127,6 +139,16 @@ pub struct NewSession {
     pub device_name: String,
     /// When the user proved who they are (defaults to now).
     pub auth_time: Option<UnixMillis>,
+    /// A native client: the session gets this refresh secret and a longer idle timeout.
+    pub native: Option<NativeClient>,
+}
+
+/// What a native session starts with.
+#[derive(Clone, Debug)]
+pub struct NativeClient {
+    pub refresh_hash: super::SecretHash,
+    pub idle_timeout_ms: i64,
+    pub absolute_timeout_ms: i64,
 }
 
 /// Cuts `s` to at most `max` bytes without splitting a character; control characters dropped.

@@ -28,6 +28,18 @@ pub enum Liveness {
 }
 
 impl SessionPolicy {
+    /// The policy for one session: its own idle timeout (native clients) when it has one.
+    pub fn for_idle(&self, idle_timeout_ms: i64) -> SessionPolicy {
+        if idle_timeout_ms > 0 {
+            SessionPolicy {
+                idle_timeout_ms,
+                ..*self
+            }
+        } else {
+            *self
+        }
+    }
+
     /// Deadlines for a session created at `now`: (idle deadline, absolute deadline).
     pub fn initial_deadlines(&self, now: UnixMillis) -> (UnixMillis, UnixMillis) {
         let absolute = now + self.absolute_timeout_ms;
@@ -247,6 +259,10 @@ mod requirement_tests {
             ua: String::new(),
             device_name: String::new(),
             roles: roles.into(),
+            idle_timeout_ms: 0,
+            refresh_hash: String::new(),
+            refresh_previous: String::new(),
+            refreshed_at: 0,
         }
     }
 

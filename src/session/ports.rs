@@ -38,6 +38,30 @@ pub struct CreateRequest<'a> {
     pub now: UnixMillis,
 }
 
+/// One refresh attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRequest<'a> {
+    pub id: &'a SessionId,
+    pub presented_hash: &'a str,
+    pub successor_hash: &'a str,
+    pub now: UnixMillis,
+    pub grace_ms: i64,
+    pub default_idle_ms: i64,
+}
+
+/// What the store made of a refresh token.
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    /// Current token: rotated; the record after rotation.
+    Rotated(Box<SessionRecord>),
+    /// Immediate predecessor within the grace window: same successor as before.
+    Grace(Box<SessionRecord>),
+    /// A spent token presented again: the session was ended. Carries the user id.
+    Reused(String),
+    /// No such live native session.
+    Unknown,
+}
+
 /// Result of a successful creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -97,6 +121,9 @@ pub trait SessionStore: Send + Sync {
 
     /// Records the session's first anomaly at `now`; `true` only for the call that recorded it.
     async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Spends a native session's refresh token (see `store/lua/refresh.lua`).
+    async fn refresh(&self, request: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError>;
 
     /// Stores a single-use grant for one operation (`digest`) at level `acr`.
     async fn put_grant(

@@ -1,6 +1,6 @@
 //! The session service: the one place where a presented credential becomes a live session.
 
-use super::credential::{SecretHash, SessionSecret, SessionToken};
+use super::credential::{RefreshToken, SecretHash, SessionSecret, SessionToken};
 use super::device::{AnomalyPolicy, AnomalyRules};
 use super::id::{Region, SessionId, UserId};
 use super::model::{
@@ -11,6 +11,7 @@ use super::ports::{
     AccessToken, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore, StoreError,
     TokenIssuer,
 };
+use super::ports::{RefreshOutcome, RefreshRequest};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
 use crate::revocation::Revocation;
@@ -22,6 +23,17 @@ pub enum AuthError {
     /// Unknown, expired, revoked or wrong secret: all look the same to the client.
     #[error("no valid session")]
     NoSession,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("refresh token unknown or expired")]
+    Invalid,
+    #[error("refresh token reused; session revoked")]
+    Reused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -159,7 +171,12 @@ impl SessionService {
         let id = SessionId::generate(&self.home, &new.user_id);
         tracing::Span::current().record("session.id", tracing::field::display(&id));
         let secret = SessionSecret::generate();
-        let (idle, absolute) = self.policy.initial_deadlines(now);
+        let idle_timeout_ms = new.native.as_ref().map(|n| n.idle_timeout_ms).unwrap_or(0);
+        let mut policy = self.policy.for_idle(idle_timeout_ms);
+        if let Some(native) = &new.native {
+            policy.absolute_timeout_ms = native.absolute_timeout_ms.max(policy.idle_timeout_ms);
+        }
+        let (idle, absolute) = policy.initial_deadlines(now);
         let mut record = SessionRecord {
             version: 1,
             user_id: new.user_id.as_str().to_owned(),
@@ -179,8 +196,16 @@ impl SessionService {
             ua: clip(&new.user_agent, MAX_USER_AGENT),
             device_name: clip(&new.device_name, MAX_DEVICE_NAME),
             roles: new.roles.join(" "),
+            idle_timeout_ms,
+            refresh_hash: new
+                .native
+                .as_ref()
+                .map(|n| n.refresh_hash.to_base64())
+                .unwrap_or_default(),
+            refresh_previous: String::new(),
+            refreshed_at: 0,
         };
-        let ttl = self.policy.ttl_ms(now, idle, absolute);
+        let ttl = policy.ttl_ms(now, idle, absolute);
         let created = self
             .store
             .create(CreateRequest {
@@ -239,7 +264,7 @@ impl SessionService {
             id: token.id().clone(),
             record,
         };
-        match self.policy.check(
+        match self.policy.for_idle(session.record.idle_timeout_ms).check(
             now,
             session.record.last_seen_at,
             session.record.idle_expires_at,
@@ -434,6 +459,53 @@ impl SessionService {
             return Err(AuthError::NoSession);
         }
         Ok(())
+    }
+
+    /// Spends a refresh token: the current one rotates; its immediate predecessor within
+    /// `grace_ms` gets the very same successor; anything older ends the session
+    /// (`refresh_token_reused`, audited and pushed).
+    #[tracing::instrument(name = "Refresh", skip_all, fields(session.id = %presented.id()))]
+    pub async fn refresh(
+        &self,
+        presented: &RefreshToken,
+        mac: impl Fn(&[u8]) -> [u8; 32],
+        grace_ms: i64,
+        now: UnixMillis,
+    ) -> Result<(Session, RefreshToken), RefreshError> {
+        let successor = presented.successor(mac);
+        let outcome = self
+            .store
+            .refresh(RefreshRequest {
+                id: presented.id(),
+                presented_hash: &presented.hash().to_base64(),
+                successor_hash: &successor.hash().to_base64(),
+                now,
+                grace_ms,
+                default_idle_ms: self.policy.idle_timeout_ms,
+            })
+            .await?;
+        let record = match outcome {
+            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
+            RefreshOutcome::Reused(user) => {
+                self.push_session(presented.id().as_str()).await;
+                self.audit(
+                    AuditEvent::new("refresh_token_reused", &Actor::system(), now)
+                        .user(&user)
+                        .session(presented.id().as_str())
+                        .reason("a spent refresh token was presented again; session revoked"),
+                )
+                .await;
+                return Err(RefreshError::Reused);
+            }
+            RefreshOutcome::Unknown => return Err(RefreshError::Invalid),
+        };
+        Ok((
+            Session {
+                id: presented.id().clone(),
+                record,
+            },
+            successor,
+        ))
     }
 
     /// Issues a single-use grant for one operation (identified by its digest).

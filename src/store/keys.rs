@@ -31,6 +31,11 @@ impl KeyLayout {
         format!("{}:u:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// `tsr:u:{tag}:`: prefix of the index keys of the users with this tag.
+    pub fn user_index_prefix(&self, tag: &str) -> String {
+        format!("{}:u:{{{tag}}}:", self.prefix)
+    }
+
     /// `tsr:v:{tag}:<user id>`: the user's credential version.
     pub fn credential_version(&self, user: &UserId) -> String {
         format!("{}:v:{{{}}}:{}", self.prefix, user.tag(), user)

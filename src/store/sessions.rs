@@ -5,7 +5,7 @@ use super::connection::PerThread;
 use super::keys::KeyLayout;
 use super::store_error;
 use crate::session::policy::OnLimit;
-use crate::session::ports::{CreateRequest, Created};
+use crate::session::ports::{CreateRequest, Created, RefreshOutcome, RefreshRequest};
 use crate::session::UnixMillis;
 use crate::session::{
     Acr, Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId,
@@ -24,6 +24,7 @@ static REVOKE_ALL: LazyLock<Script> =
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/elevate.lua")));
 static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
 static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/anomaly.lua")));
+static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/refresh.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -232,6 +233,27 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(store_error)?;
         Ok(done == 1)
+    }
+
+    async fn refresh(&self, r: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError> {
+        let reply: Vec<String> = REFRESH
+            .key(self.keys.session(r.id))
+            .arg(r.presented_hash)
+            .arg(r.successor_hash)
+            .arg(r.now)
+            .arg(r.grace_ms)
+            .arg(r.default_idle_ms)
+            .arg(r.id.as_str())
+            .arg(self.keys.user_index_prefix(r.id.tag()))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("rotated"), Some(raw)) => RefreshOutcome::Rotated(Box::new(Self::decode(raw)?)),
+            (Some("grace"), Some(raw)) => RefreshOutcome::Grace(Box::new(Self::decode(raw)?)),
+            (Some("reused"), Some(user)) => RefreshOutcome::Reused(user.clone()),
+            _ => RefreshOutcome::Unknown,
+        })
     }
 
     async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError> {

@@ -164,6 +164,10 @@ mod tests {
                 ua: String::new(),
                 device_name: String::new(),
                 roles: "admin".into(),
+                idle_timeout_ms: 0,
+                refresh_hash: String::new(),
+                refresh_previous: String::new(),
+                refreshed_at: 0,
             },
         }
     }

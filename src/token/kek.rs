@@ -15,6 +15,9 @@ pub const KEK_FILE: &str = "kek";
 /// 256-bit key-encryption key.
 pub struct Kek {
     key: RandomizedNonceKey,
+    /// HMAC key for deriving refresh-token successors (HMAC-SHA256(kek, label)), so a retried
+    /// refresh gets the very same successor while Redis stores only hashes.
+    refresh_key: aws_lc_rs::hmac::Key,
     /// First bytes of SHA-256(key): lets an operator tell two KEKs apart without revealing one.
     fingerprint: String,
 }
@@ -31,7 +34,15 @@ impl Kek {
             );
         }
         let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+        let refresh_subkey = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
+            b"tessera/refresh-successor/v1",
+        );
         Ok(Self {
+            refresh_key: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                refresh_subkey.as_ref(),
+            ),
             key: RandomizedNonceKey::new(&AES_256_GCM, &bytes)
                 .map_err(|_| anyhow!("cannot build AES-256-GCM key"))?,
             fingerprint: hex::encode(&digest[..4]),
@@ -79,6 +90,14 @@ impl Kek {
                 )
             }),
         }
+    }
+
+    /// HMAC-SHA256 under the refresh subkey.
+    pub fn refresh_mac(&self, data: &[u8]) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.refresh_key, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     pub fn fingerprint(&self) -> &str {

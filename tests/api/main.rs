@@ -10,6 +10,7 @@ mod keys;
 mod lifecycle;
 mod login;
 mod oauth;
+mod refresh;
 mod revocation;
 mod rotation;
 mod sessions;

@@ -41,6 +41,10 @@ fn record(user: &str, last_seen: i64) -> SessionRecord {
         ua: r"ü-agent/1.0 (X11; path\/with\backslash)".into(),
         device_name: String::new(),
         roles: String::new(),
+        idle_timeout_ms: 0,
+        refresh_hash: String::new(),
+        refresh_previous: String::new(),
+        refreshed_at: 0,
     }
 }
 
