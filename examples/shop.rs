@@ -19,33 +19,12 @@ use tessera::error::ApiError;
 use tessera::guard::SessionGuard;
 use tessera::session::policy::Requirement;
 use tessera::session::Acr;
-use tessera::token::{validate_access_token, KeyLookup, Validation, VerifyingKey};
+use tessera::token::Validation;
+use tessera::verify::{VerifiedToken, Verifier, VerifierConfig};
 
-/// Keys fetched once from Tessera's JWKS (the embeddable verifier will refresh them by `kid`).
-struct Keys(Vec<(String, VerifyingKey)>);
-
-impl KeyLookup for Keys {
-    fn key(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.0.iter().find(|(k, _)| k == kid).map(|(_, v)| v)
-    }
-}
-
-struct Shop {
-    keys: Keys,
-    rules: Validation,
-}
-
-async fn catalog(req: HttpRequest, shop: web::Data<Shop>) -> Result<HttpResponse, ApiError> {
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(tessera::http::credential::bearer_value)
-        .ok_or_else(|| ApiError::unauthorized("no_token", "send an access token"))?;
-    let now = tessera::http::now_ms() / 1000;
-    let claims = validate_access_token(token, &shop.keys, &shop.rules, now)
-        .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "for": claims.sub, "items": ["tea", "cups"] })))
+/// Low risk: a locally verified access token (no Redis, revocations pushed to the verifier).
+async fn catalog(token: VerifiedToken) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "for": token.0.sub, "items": ["tea", "cups"] }))
 }
 
 #[derive(Deserialize)]
@@ -54,6 +33,7 @@ struct Payment {
     payee: String,
 }
 
+/// High risk: the Redis-checked session and a step-up grant bound to exactly this payment.
 async fn pay(
     req: HttpRequest,
     guard: web::Data<SessionGuard>,
@@ -78,39 +58,31 @@ async fn main() -> anyhow::Result<()> {
     let settings = tessera::Settings::load(None)?;
     tessera::telemetry::init("pretty", "info");
     let guard = tessera::guard::connect(&settings).await?;
-    let jwks_url = std::env::var("SHOP_JWKS_URL")
-        .unwrap_or_else(|_| format!("http://{}/.well-known/jwks.json", settings.public_addr));
-    let jwks: serde_json::Value = reqwest::get(&jwks_url).await?.json().await?;
-    let keys = Keys(
-        jwks["keys"]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| {
-                        Some((
-                            k["kid"].as_str()?.to_owned(),
-                            VerifyingKey::from_jwk(k).ok()?,
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    );
-    let shop = web::Data::new(Shop {
-        keys,
-        rules: Validation {
+    let public = std::env::var("SHOP_TESSERA_PUBLIC")
+        .unwrap_or_else(|_| format!("http://{}", settings.public_addr));
+    let admin = std::env::var("SHOP_TESSERA_ADMIN")
+        .unwrap_or_else(|_| format!("http://{}", settings.admin_addr));
+    let mut config = VerifierConfig::new(
+        format!("{public}/.well-known/jwks.json"),
+        Validation {
             issuer: settings.issuer.clone(),
             audiences: vec![settings.audience.clone()],
             leeway_secs: settings.token_leeway_secs,
             max_lifetime_secs: 900,
         },
-    });
+    );
+    // An admin key with the `revocations` scope (SHOP_REVOCATIONS_KEY, else the all-scopes key).
+    config.api_key = std::env::var("SHOP_REVOCATIONS_KEY")
+        .ok()
+        .or(settings.admin_api_key.clone());
+    config.revocations_url = Some(format!("{admin}/admin/revocations"));
+    let verifier = web::Data::new(Verifier::start(config).await?);
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());
     tracing::info!(%addr, "shop listening");
     let guard = web::Data::new(guard);
     HttpServer::new(move || {
         App::new()
-            .app_data(shop.clone())
+            .app_data(verifier.clone())
             .app_data(guard.clone())
             .route("/catalog", web::get().to(catalog))
             .route("/payments", web::post().to(pay))

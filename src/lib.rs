@@ -28,6 +28,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod verify;
 
 pub use app::Application;
 pub use config::Settings;

@@ -17,4 +17,5 @@ mod sessions;
 mod store;
 mod tokens;
 mod users;
+mod verifier;
 mod wycheproof;

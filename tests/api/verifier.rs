@@ -1,0 +1,164 @@
+//! The embeddable verifier against a running Tessera: JWKS by kid, cache, pushed revocations.
+
+use crate::helpers::*;
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tessera::token::{TokenError, Validation};
+use tessera::verify::{Verifier, VerifierConfig, VerifyError};
+
+fn config(app: &TestApp) -> VerifierConfig {
+    let mut config = VerifierConfig::new(
+        format!("{}/.well-known/jwks.json", app.public),
+        Validation {
+            issuer: "https://auth.test".into(),
+            audiences: vec!["api".into()],
+            leeway_secs: 5,
+            max_lifetime_secs: 900,
+        },
+    );
+    config.revocations_url = Some(format!("{}/admin/revocations", app.admin));
+    config.api_key = Some(ADMIN_KEY.into());
+    config.max_staleness = Duration::from_secs(2);
+    config
+}
+
+async fn mint(app: &TestApp, token: &str) -> String {
+    let body: Value = app.mint(token, None).await.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn verifies_locally_caches_by_bytes_and_learns_of_revocations() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let verifier = Verifier::start(config(&app)).await.unwrap();
+    let session = app.create_session("alice").await;
+    let jwt = mint(&app, &session.token).await;
+
+    let claims = verifier.verify(&jwt).await.unwrap();
+    assert_eq!(claims.sub, "alice");
+    verifier.verify(&jwt).await.unwrap();
+    assert_eq!(verifier.stats().signature_checks.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        verifier.stats().cache_hits.load(Ordering::Relaxed),
+        1,
+        "the second check hit the cache"
+    );
+
+    let forged = format!("{}A", &jwt[..jwt.len() - 1]);
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::Invalid(_))
+    ));
+
+    app.logout_with_cookie(&session.token, &session.csrf).await;
+    let mut refused = false;
+    for _ in 0..100 {
+        if verifier.verify(&jwt).await == Err(VerifyError::Revoked) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused,
+        "the cached token was refused once the revocation arrived"
+    );
+    assert!(!verifier.is_stale());
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_once_per_interval_and_known_keys_survive_failures() {
+    let redis = RedisServer::start();
+    let settings = tessera::Settings {
+        jwks_cache_secs: 0,
+        ..test_settings(&redis)
+    };
+    let app = spawn_app_with(settings).await;
+    let verifier = Verifier::start(config(&app)).await.unwrap();
+    let session = app.create_session("alice").await;
+    let old = mint(&app, &session.token).await;
+    verifier.verify(&old).await.unwrap();
+    assert_eq!(verifier.stats().jwks_fetches.load(Ordering::Relaxed), 1);
+
+    // Rotate with no publish delay: the next token carries a kid the verifier never saw.
+    let rotated = app
+        .client
+        .post(format!("{}/admin/keys/rotate", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let new = mint(&app, &session.token).await;
+    verifier.verify(&new).await.unwrap();
+    assert_eq!(
+        verifier.stats().jwks_fetches.load(Ordering::Relaxed),
+        2,
+        "one refetch"
+    );
+
+    // A bogus kid right after: no refetch storm (at most once per 30 s).
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts: Vec<String> = new.split('.').map(str::to_owned).collect();
+    let mut header: Value = serde_json::from_slice(&b64.decode(&parts[0]).unwrap()).unwrap();
+    header["kid"] = "nope".into();
+    parts[0] = b64.encode(header.to_string());
+    assert_eq!(
+        verifier.verify(&parts.join(".")).await,
+        Err(VerifyError::Invalid(TokenError::UnknownKid))
+    );
+    assert_eq!(verifier.stats().jwks_fetches.load(Ordering::Relaxed), 2);
+
+    // Tessera gone: known keys keep working, the feed goes stale.
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(verifier.verify(&old).await.is_ok());
+    assert!(verifier.is_stale());
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_everything_once_the_feed_is_stale() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let mut cfg = config(&app);
+    cfg.fail_closed_when_stale = true;
+    cfg.max_staleness = Duration::from_secs(1);
+    let verifier = Verifier::start(cfg).await.unwrap();
+    let session = app.create_session("alice").await;
+    let jwt = mint(&app, &session.token).await;
+    let mut ok = false;
+    for _ in 0..40 {
+        if verifier.verify(&jwt).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // until the first heartbeat arrives
+    }
+    assert!(ok);
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(verifier.verify(&jwt).await, Err(VerifyError::Stale));
+}
+
+#[tokio::test]
+async fn the_verifier_needs_the_revocations_scope() {
+    use sha2::Digest;
+    let redis = RedisServer::start();
+    let audit_only = "tsr_ak_audit-only-key-0123456789abcdef0123456789";
+    let mut settings = test_settings(&redis);
+    settings.admin_keys = vec![tessera::config::AdminKeyConfig {
+        name: "wrong".into(),
+        sha256: hex::encode(sha2::Sha256::digest(audit_only.as_bytes())),
+        scopes: vec!["audit".into()],
+        expires_at: None,
+    }];
+    let app = spawn_app_with(settings).await;
+    let mut cfg = config(&app);
+    cfg.api_key = Some(audit_only.into());
+    let verifier = Verifier::start(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(verifier.is_stale(), "no feed without the scope");
+}
