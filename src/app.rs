@@ -134,6 +134,7 @@ impl Application {
             feed_tx: feed_tx.clone(),
             revoked: revoked.clone(),
             kek: Arc::new(kek),
+            token_cache: Arc::new(crate::token::cache::VerifiedCache::new(100_000)),
             layout: layout.clone(),
         };
 
@@ -260,7 +261,13 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
                 .open(&kek)
                 .and_then(|o| ActiveKeys::from_ring(&o, http::now_ms()))
             {
-                Ok(keys) => state.issuer.replace_keys(keys),
+                Ok(keys) => {
+                    // Tokens of keys that left the ring must be verified again (and fail).
+                    state
+                        .token_cache
+                        .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
+                    state.issuer.replace_keys(keys);
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys")
                 }

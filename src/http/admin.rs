@@ -456,9 +456,11 @@ pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpR
         }
     })?;
     let opened = ring.open(&state.kek).map_err(ApiError::internal)?;
-    state.issuer.replace_keys(
-        crate::token::ActiveKeys::from_ring(&opened, now).map_err(ApiError::internal)?,
-    );
+    let keys = crate::token::ActiveKeys::from_ring(&opened, now).map_err(ApiError::internal)?;
+    state
+        .token_cache
+        .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
+    state.issuer.replace_keys(keys);
     let new = ring
         .keys
         .last()

@@ -47,6 +47,8 @@ pub struct State {
     pub feed_tx: tokio::sync::broadcast::Sender<crate::store::revocations::FeedEntry>,
     pub revoked: Arc<std::sync::RwLock<crate::revocation::RevokedSet>>,
     pub kek: Arc<crate::token::Kek>,
+    /// Verified access tokens (forward auth, introspection): flushed with key changes.
+    pub token_cache: Arc<crate::token::cache::VerifiedCache>,
     pub layout: crate::store::KeyLayout,
 }
 
@@ -66,10 +68,23 @@ impl State {
     ) -> Result<crate::token::AccessClaims, crate::error::ApiError> {
         use crate::error::ApiError;
         let now = now_ms();
-        let claims = self.issuer.validate(token, now / 1000).map_err(|e| {
-            tracing::info!(reason = %e, "access token refused");
-            ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
-        })?;
+        let leeway = self.settings.token_leeway_secs;
+        let claims = match self.token_cache.get(token, now / 1000, leeway) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.issuer.validate(token, now / 1000).map_err(|e| {
+                    tracing::info!(reason = %e, "access token refused");
+                    ApiError::unauthorized(
+                        "invalid_token",
+                        "the access token is invalid or expired",
+                    )
+                })?;
+                let kid = crate::token::cache::header_kid(token).unwrap_or_default();
+                self.token_cache
+                    .insert(token, &kid, claims.clone(), now / 1000);
+                claims
+            }
+        };
         let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
         let stale =
             revoked.staleness(now) > self.settings.revocation_max_staleness_secs as i64 * 1000;

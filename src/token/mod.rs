@@ -4,6 +4,7 @@
 //! Profile (DESIGN §4): `{"alg":"ES256"|"EdDSA","typ":"at+jwt","kid":…}`, claims `iss sub aud exp
 //! nbf iat jti sid auth_time acr amr roles ver`, default lifetime 5 minutes, at most 15.
 
+pub mod cache;
 pub mod issuer;
 pub mod kek;
 pub mod keys;

@@ -199,6 +199,7 @@ pub fn verify_jws(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Audience {
+    /// (One audience, serialized as a string.)
     One(String),
     Many(Vec<String>),
 }

@@ -82,11 +82,6 @@ impl KeyLookup for Keys {
     }
 }
 
-struct Cached {
-    claims: AccessClaims,
-    kid: String,
-}
-
 /// Counters for tests and metrics.
 #[derive(Default, Debug)]
 pub struct VerifierStats {
@@ -102,7 +97,7 @@ struct Inner {
     /// Single flight: one refetch at a time; `last_fetch` rate-limits unknown-kid refetches.
     fetch_lock: tokio::sync::Mutex<()>,
     last_fetch: Mutex<Option<Instant>>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: crate::token::cache::VerifiedCache,
     revoked: RwLock<RevokedSet>,
     stats: VerifierStats,
 }
@@ -121,6 +116,7 @@ impl Verifier {
     /// Fetches the JWKS once (an error if Tessera cannot be reached at all: a verifier with no
     /// keys would refuse everything) and starts the background refresh and feed follower.
     pub async fn start(config: VerifierConfig) -> anyhow::Result<Self> {
+        let capacity = config.cache_capacity;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()?;
@@ -131,7 +127,7 @@ impl Verifier {
                 keys: RwLock::default(),
                 fetch_lock: tokio::sync::Mutex::new(()),
                 last_fetch: Mutex::new(None),
-                cache: Mutex::default(),
+                cache: crate::token::cache::VerifiedCache::new(capacity),
                 revoked: RwLock::default(),
                 stats: VerifierStats::default(),
             }),
@@ -180,14 +176,13 @@ impl Verifier {
     }
 
     fn cached(&self, token: &str, now: i64) -> Option<AccessClaims> {
-        let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let hit = cache.get(token)?;
-        let leeway = self.inner.config.validation.leeway_secs;
-        if now / 1000 >= hit.claims.exp + leeway {
-            return None; // expired: fall through to the full check, which says so
-        }
+        // An expired token misses and falls through to the full check, which says so.
+        let hit =
+            self.inner
+                .cache
+                .get(token, now / 1000, self.inner.config.validation.leeway_secs)?;
         self.inner.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        Some(hit.claims.clone())
+        Some(hit)
     }
 
     async fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, VerifyError> {
@@ -197,23 +192,10 @@ impl Verifier {
             result = self.validate(token, now);
         }
         let claims = result?;
-        let kid = header_kid(token).unwrap_or_default();
-        let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.inner.config.cache_capacity {
-            // Bounded: drop the expired, and if still full, everything (cheap to rebuild).
-            let limit = now / 1000 - self.inner.config.validation.leeway_secs;
-            cache.retain(|_, c| c.claims.exp > limit);
-            if cache.len() >= self.inner.config.cache_capacity {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            token.to_owned(),
-            Cached {
-                claims: claims.clone(),
-                kid,
-            },
-        );
+        let kid = crate::token::cache::header_kid(token).unwrap_or_default();
+        self.inner
+            .cache
+            .insert(token, &kid, claims.clone(), now / 1000);
         Ok(claims)
     }
 
@@ -252,17 +234,6 @@ impl Verifier {
             .unwrap_or_else(|e| e.into_inner())
             .apply(entry, now_ms());
     }
-}
-
-/// The `kid` of a token whose signature was already verified (no second verification).
-fn header_kid(token: &str) -> Option<String> {
-    use base64::Engine;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some(value.get("kid")?.as_str()?.to_owned())
 }
 
 async fn fetch_keys(inner: &Inner) -> anyhow::Result<()> {
@@ -312,9 +283,7 @@ async fn fetch_keys(inner: &Inner) -> anyhow::Result<()> {
             if !retired.is_empty() {
                 inner
                     .cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|_, c| !retired.contains(&c.kid));
+                    .retain_kids(|kid| !retired.iter().any(|r| r == kid));
             }
             Ok(())
         }
