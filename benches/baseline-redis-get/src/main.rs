@@ -42,6 +42,12 @@ fn parse_args() -> Args {
     }
 }
 
+/// The bare actix-web hello handler (no Redis): the JWT-path baseline of bench-revocation.
+#[get("/hello")]
+async fn hello() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("hello")
+}
+
 #[get("/")]
 async fn index(redis: web::Data<ConnectionManager>) -> HttpResponse {
     let mut conn = redis.get_ref().clone();
@@ -64,7 +70,7 @@ async fn main() -> std::io::Result<()> {
         "baseline-redis-get listening on 127.0.0.1:{} (workers={}, redis={})",
         args.port, args.workers, args.redis_url
     );
-    HttpServer::new(move || App::new().app_data(data.clone()).service(index))
+    HttpServer::new(move || App::new().app_data(data.clone()).service(index).service(hello))
         .workers(args.workers.max(1))
         .bind(("127.0.0.1", args.port))?
         .run()
