@@ -34,6 +34,7 @@ impl Application {
     /// Port 0 binds a free port; ask `public_port()`/`admin_port()` which.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        crate::telemetry::metrics();
         let settings = Arc::new(settings);
         let redis = RedisConnections::connect(&settings.redis()).await?;
         let policy = store::health::maxmemory_policy(&redis.pool)

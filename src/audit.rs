@@ -85,8 +85,9 @@ pub trait Auditor: Send + Sync {
     async fn record(&self, event: AuditEvent);
 }
 
-/// Mirrors an event to the structured log.
+/// Mirrors an event to the structured log (and counts it by type).
 pub fn log(event: &AuditEvent) {
+    metrics::counter!("tessera_audit_events_total", "event" => event.event.clone()).increment(1);
     tracing::info!(
         target: "tessera::audit",
         event = %event.event,

@@ -17,3 +17,17 @@ pub fn init(format: &str, filter: &str) {
         builder.compact().try_init()
     };
 }
+
+/// The process-wide Prometheus recorder (installed once; every node in the process shares it).
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding app's): then ours stays
+        // local and `/metrics` shows only what this handle saw.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}

@@ -43,6 +43,34 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         .json(body)
 }
 
+/// `GET /metrics` (admin listener, Prometheus text format): counters of minted tokens and audit
+/// events by type, plus gauges read at scrape time (revocation-feed staleness, revoked-set size,
+/// Redis policy).
+pub async fn metrics(state: web::Data<State>) -> HttpResponse {
+    let handle = crate::telemetry::metrics();
+    {
+        let revoked = state.revoked.read().unwrap_or_else(|e| e.into_inner());
+        let staleness = revoked.staleness(super::now_ms());
+        if staleness != i64::MAX {
+            metrics::gauge!("tessera_revocation_feed_staleness_seconds")
+                .set(staleness as f64 / 1000.0);
+        }
+        metrics::gauge!("tessera_revoked_set_entries").set(revoked.len() as f64);
+    }
+    metrics::gauge!("tessera_redis_policy_ok").set(
+        if state.redis_policy_ok.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    metrics::gauge!("tessera_verified_token_cache_entries").set(state.token_cache.len() as f64);
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(handle.render())
+}
+
 /// `GET /.well-known/jwks.json`: public keys (upcoming, current, still-valid previous).
 /// Cacheable for 5 minutes: rotation publishes a key at least that long before signing with it.
 pub async fn jwks(state: web::Data<State>) -> HttpResponse {

@@ -183,6 +183,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/admin/introspect").route(web::post().to(oauth::introspect)))
         .service(fallback::resource("/admin/revocations").route(web::get().to(feeds::revocations)))
         .service(fallback::resource("/admin/events").route(web::get().to(feeds::events)))
+        .service(fallback::resource("/metrics").route(web::get().to(health::metrics)))
         .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
         .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
 }

@@ -112,7 +112,7 @@ impl TokenIssuer for Issuer {
 
 /// Token mints are counted, not audited (high volume).
 fn metrics_mint() {
-    tracing::debug!(target: "tessera::metrics", "access token minted");
+    metrics::counter!("tessera_access_tokens_minted_total").increment(1);
 }
 
 #[cfg(test)]

@@ -248,3 +248,36 @@ async fn forward_auth_answers_for_both_risk_levels() {
         400
     );
 }
+
+#[tokio::test]
+async fn metrics_report_mints_audit_events_and_feed_staleness_on_the_admin_listener_only() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let created = app.create_session("alice").await;
+    mint(&app, &created.token).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a heartbeat or two
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "tessera_access_tokens_minted_total",
+        "tessera_audit_events_total{event=\"session_created\"}",
+        "tessera_revocation_feed_staleness_seconds",
+        "tessera_revoked_set_entries",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from:\n{text}");
+    }
+    let public = app
+        .client
+        .get(format!("{}/metrics", app.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+}
