@@ -63,14 +63,19 @@ impl Application {
         let issuer = Issuer::new(settings.issuer_settings(), keys);
 
         let regions = settings.known_regions();
+        // A pushed revocation lives as long as any token it concerns can.
+        let retention_ms =
+            (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
         let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
-        let store = RedisSessionStore::new(redis.per_thread(), layout.clone(), regions.clone());
+        let store = RedisSessionStore::new(redis.per_thread(), layout.clone(), regions.clone())
+            .with_revocation_ttl(retention_ms);
         let retention_ms =
             (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
         let feed = crate::store::revocations::RedisFeed::new(
             redis.manager.clone(),
             redis.client.clone(),
-            layout.revocations(&settings.region),
+            layout.clone(),
+            &settings.region,
             retention_ms,
         );
         let service = SessionService::new(
@@ -83,7 +88,7 @@ impl Application {
             Arc::new(audit.clone()),
         )
         .with_role_limits(settings.role_session_limits.clone())
-        .with_feed(Arc::new(feed.clone()), retention_ms);
+        .with_feed(Arc::new(feed.clone()));
         let revoked = Arc::new(std::sync::RwLock::new(
             crate::revocation::RevokedSet::default(),
         ));
@@ -108,7 +113,11 @@ impl Application {
                 settings.argon2_concurrency,
                 Duration::from_millis(settings.argon2_queue_ms),
             ),
-            Arc::new(RedisAuthStore::new(redis.manager.clone(), layout.clone())),
+            Arc::new(RedisAuthStore::new(
+                redis.manager.clone(),
+                layout.clone(),
+                retention_ms,
+            )),
             service.clone(),
             settings.login_limits(),
         );
@@ -151,6 +160,10 @@ impl Application {
 
         let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.pool.clone()))];
         background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
+        background.push(tokio::spawn(feed.clone().sweep(
+            layout.outbox_pattern(),
+            Duration::from_secs(settings.outbox_sweep_secs.max(1)),
+        )));
         background.push(tokio::spawn(feed.heartbeat()));
         if let Some(path) = settings.users_file.clone() {
             background.push(tokio::spawn(watch_users_file(state.clone(), path)));

@@ -133,7 +133,7 @@ impl LoginService {
                 .sync_fingerprint(&user.id, &user.fingerprint)
                 .await?
             {
-                self.sessions.push_user(&user.id, None).await?;
+                self.sessions.flush_revocations(&user.id.tag()).await;
                 self.sessions
                     .audit(
                         AuditEvent::new(

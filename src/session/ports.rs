@@ -138,11 +138,12 @@ pub trait SessionStore: Send + Sync {
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
 }
 
-/// Where revocations are pushed so that stateless verifiers learn of them.
+/// Moves revocations from a tag's outbox (written atomically by the store's scripts) to the
+/// region's feed, so stateless verifiers learn of them.
 #[async_trait]
 pub trait RevocationSink: Send + Sync {
-    /// Best effort: a failure is logged; the stateful path is already revoked.
-    async fn publish(&self, entry: crate::revocation::Revocation);
+    /// Best effort and at least once: what is not moved now, the background sweep moves later.
+    async fn flush(&self, tag: &str);
 }
 
 /// For processes that do not publish (embedded guards).
@@ -150,7 +151,7 @@ pub struct NoFeed;
 
 #[async_trait]
 impl RevocationSink for NoFeed {
-    async fn publish(&self, _: crate::revocation::Revocation) {}
+    async fn flush(&self, _: &str) {}
 }
 
 /// A minted access token.

@@ -14,7 +14,6 @@ use super::ports::{
 use super::ports::{RefreshOutcome, RefreshRequest};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
-use crate::revocation::Revocation;
 use std::sync::Arc;
 
 /// Why a credential did not yield a live session.
@@ -51,8 +50,6 @@ pub struct SessionService {
     regions: Arc<[Region]>,
     audit: Arc<dyn Auditor>,
     feed: Arc<dyn RevocationSink>,
-    /// How long a pushed revocation must live: the longest token lifetime plus leeway.
-    revocation_ttl_ms: i64,
 }
 
 impl SessionService {
@@ -75,46 +72,18 @@ impl SessionService {
             regions: regions.into(),
             audit,
             feed: Arc::new(NoFeed),
-            revocation_ttl_ms: 16 * 60 * 1000,
         }
     }
 
-    /// Pushes revocations to `feed`, each kept for `ttl_ms` (max token lifetime + leeway).
-    pub fn with_feed(mut self, feed: Arc<dyn RevocationSink>, ttl_ms: i64) -> Self {
+    /// Moves the revocations the store's scripts write to each tag's outbox on to `feed`.
+    pub fn with_feed(mut self, feed: Arc<dyn RevocationSink>) -> Self {
         self.feed = feed;
-        self.revocation_ttl_ms = ttl_ms;
         self
     }
 
-    async fn push_session(&self, sid: &str) {
-        let until = wall_clock() + self.revocation_ttl_ms;
-        self.feed
-            .publish(Revocation::Session {
-                sid: sid.to_owned(),
-                until,
-            })
-            .await;
-    }
-
-    /// Pushes "tokens of `user` below the current credential version are dead".
-    pub async fn push_user(
-        &self,
-        user: &UserId,
-        min_version: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let min_version = match min_version {
-            Some(v) => v,
-            None => self.store.credential_version(user).await?,
-        };
-        let until = wall_clock() + self.revocation_ttl_ms;
-        self.feed
-            .publish(Revocation::User {
-                user: user.as_str().to_owned(),
-                min_version,
-                until,
-            })
-            .await;
-        Ok(())
+    /// Moves pending revocations of this tag to the feed now (the sweep catches up otherwise).
+    pub async fn flush_revocations(&self, tag: &str) {
+        self.feed.flush(tag).await;
     }
 
     /// Per-role session limits (e.g. `admin = 2`); a user's strictest matching role applies.
@@ -219,8 +188,10 @@ impl SessionService {
             })
             .await?;
         record.credential_version = created.credential_version;
+        if !created.evicted.is_empty() {
+            self.feed.flush(id.tag()).await;
+        }
         for evicted in &created.evicted {
-            self.push_session(evicted).await;
             self.audit(
                 AuditEvent::new("session_evicted", &Actor::system(), now)
                     .user(&record.user_id)
@@ -309,7 +280,7 @@ impl SessionService {
             .map_err(|e| StoreError::Other(anyhow::anyhow!("stored user id is invalid: {e}")))?;
         let revoked = self.store.revoke(&session.id, &user).await?;
         if revoked {
-            self.push_session(session.id.as_str()).await;
+            self.feed.flush(session.id.tag()).await;
             self.audit(
                 AuditEvent::new("session_revoked", actor, wall_clock())
                     .user(user.as_str())
@@ -354,7 +325,7 @@ impl SessionService {
         reason: &str,
     ) -> Result<u64, StoreError> {
         let n = self.store.revoke_all(user).await?;
-        self.push_user(user, None).await?;
+        self.feed.flush(&user.tag()).await;
         self.audit(
             AuditEvent::new("credential_version_bumped", actor, wall_clock())
                 .user(user.as_str())
@@ -367,7 +338,7 @@ impl SessionService {
     /// Erases the user: every session, the index, version, fingerprint and TOTP state.
     pub async fn erase_user(&self, user: &UserId, actor: &Actor) -> Result<u64, StoreError> {
         let n = self.store.erase_user(user).await?;
-        self.push_user(user, Some(u64::MAX)).await?;
+        self.feed.flush(&user.tag()).await;
         self.audit(
             AuditEvent::new("user_erased", actor, wall_clock())
                 .user(user.as_str())
@@ -487,7 +458,7 @@ impl SessionService {
         let record = match outcome {
             RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
             RefreshOutcome::Reused(user) => {
-                self.push_session(presented.id().as_str()).await;
+                self.feed.flush(presented.id().tag()).await;
                 self.audit(
                     AuditEvent::new("refresh_token_reused", &Actor::system(), now)
                         .user(&user)

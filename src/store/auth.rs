@@ -24,11 +24,16 @@ const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
 pub struct RedisAuthStore {
     conn: ConnectionManager,
     keys: KeyLayout,
+    revocation_ttl_ms: i64,
 }
 
 impl RedisAuthStore {
-    pub fn new(conn: ConnectionManager, keys: KeyLayout) -> Self {
-        Self { conn, keys }
+    pub fn new(conn: ConnectionManager, keys: KeyLayout, revocation_ttl_ms: i64) -> Self {
+        Self {
+            conn,
+            keys,
+            revocation_ttl_ms,
+        }
     }
 
     fn failures_key(&self, username: &str) -> String {
@@ -151,8 +156,11 @@ impl AuthStore for RedisAuthStore {
             .key(self.keys.credential_version(user))
             .key(self.keys.user_index(user))
             .key(self.keys.fingerprint(user))
+            .key(self.keys.outbox(&user.tag()))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(fingerprint)
+            .arg(user.as_str())
+            .arg(crate::http::now_ms() + self.revocation_ttl_ms)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;

@@ -76,6 +76,17 @@ impl KeyLayout {
         format!("{}:audit:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// `tsr:ob:{tag}`: revocations written by the scripts of the users with this tag, waiting to
+    /// be moved to the region's feed.
+    pub fn outbox(&self, tag: &str) -> String {
+        format!("{}:ob:{{{tag}}}", self.prefix)
+    }
+
+    /// Pattern matching every outbox (for the recovery sweep).
+    pub fn outbox_pattern(&self) -> String {
+        format!("{}:ob:*", self.prefix)
+    }
+
     /// The region's revocation feed (a Stream).
     pub fn revocations(&self, region: &str) -> String {
         format!("{}:rev:{region}", self.prefix)

@@ -22,9 +22,7 @@ pub type FeedEntry = (String, Revocation);
 #[derive(Clone)]
 pub struct RedisFeed {
     conn: ConnectionManager,
-    /// Revocations that could not be written yet; retried every second (with the heartbeat)
-    /// until written or no longer needed, so a Redis blip delays a push instead of losing it.
-    pending: Arc<std::sync::Mutex<std::collections::VecDeque<Revocation>>>,
+    keys: super::KeyLayout,
     client: redis::Client,
     key: String,
     /// Entries older than this are trimmed: every token they concern has expired.
@@ -39,12 +37,14 @@ impl RedisFeed {
     pub fn new(
         conn: ConnectionManager,
         client: redis::Client,
-        key: String,
+        keys: super::KeyLayout,
+        region: &str,
         retention_ms: i64,
     ) -> Self {
+        let key = keys.revocations(region);
         Self {
             conn,
-            pending: Arc::default(),
+            keys,
             client,
             key,
             retention_ms,
@@ -158,58 +158,76 @@ impl RedisFeed {
         }
     }
 
-    /// Publishes, retrying once at once (a `ConnectionManager` reconnects after the first
-    /// failure) and then queueing for the background retry.
-    pub async fn publish_reliably(&self, entry: Revocation) {
-        for attempt in 0..2 {
-            match self.publish(&entry).await {
-                Ok(_) => return,
-                Err(e) if attempt == 1 => {
-                    tracing::warn!(error = %e, "revocation push failed; queued for retry");
+    /// Moves a tag's outbox entries to the stream: at least once (a crash between `XADD` and
+    /// `LREM` only duplicates entries, which followers apply idempotently).
+    pub async fn drain(&self, outbox: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(outbox)
+            .arg(0)
+            .arg(99)
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        for raw in &entries {
+            match serde_json::from_str::<Revocation>(raw) {
+                Ok(entry) => {
+                    self.publish(&entry).await?;
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => tracing::error!(error = %e, "unreadable outbox entry dropped"),
             }
+            let _: i64 = redis::cmd("LREM")
+                .arg(outbox)
+                .arg(1)
+                .arg(raw)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
         }
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(entry);
+        Ok(entries.len())
     }
 
-    async fn retry_pending(&self) {
-        let now = now_ms();
+    /// Finds outboxes nobody drained (a node died between a script and its flush, or Redis
+    /// blinked) and drains them. `SCAN`, so it walks the keyspace: it runs every few seconds in
+    /// the background, never on a request.
+    pub async fn sweep(self, pattern: String, every: Duration) {
+        let mut tick = tokio::time::interval(every);
         loop {
-            let next = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            let Some(entry) = next else { return };
-            let expired = match &entry {
-                Revocation::Session { until, .. } | Revocation::User { until, .. } => *until <= now,
-                Revocation::Heartbeat { .. } => true,
-            };
-            if expired {
-                continue;
+            tick.tick().await;
+            let mut cursor: u64 = 0;
+            loop {
+                let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut self.conn.clone())
+                    .await;
+                let Ok((next, keys)) = reply else { break };
+                for key in keys {
+                    match self.drain(&key).await {
+                        Ok(n) if n > 0 => tracing::info!(
+                            moved = n,
+                            "revocations moved from an outbox by the sweep"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if self.publish(&entry).await.is_err() {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_front(entry);
-                return;
-            }
-            tracing::info!("queued revocation pushed");
         }
     }
 
-    /// Writes a heartbeat every second so followers can measure staleness, after retrying any
-    /// revocations that could not be pushed yet.
+    /// Writes a heartbeat every second so followers can measure staleness.
     pub async fn heartbeat(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            self.retry_pending().await;
             if let Err(e) = self.publish(&Revocation::Heartbeat { at: now_ms() }).await {
                 tracing::debug!(error = %e, "revocation feed heartbeat failed");
             }
@@ -219,8 +237,10 @@ impl RedisFeed {
 
 #[async_trait::async_trait]
 impl crate::session::ports::RevocationSink for RedisFeed {
-    async fn publish(&self, entry: Revocation) {
-        self.publish_reliably(entry).await;
+    async fn flush(&self, tag: &str) {
+        if let Err(e) = self.drain(&self.keys.outbox(tag)).await {
+            tracing::warn!(error = %e, "revocations stay in the outbox until the sweep moves them");
+        }
     }
 }
 

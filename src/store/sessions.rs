@@ -33,6 +33,8 @@ pub struct RedisSessionStore {
     conns: PerThread,
     keys: KeyLayout,
     regions: Vec<Region>,
+    /// How long a pushed revocation must live (longest token lifetime + leeway).
+    revocation_ttl_ms: i64,
 }
 
 impl RedisSessionStore {
@@ -41,7 +43,18 @@ impl RedisSessionStore {
             conns,
             keys,
             regions,
+            revocation_ttl_ms: 16 * 60 * 1000,
         }
+    }
+
+    pub fn with_revocation_ttl(mut self, ttl_ms: i64) -> Self {
+        self.revocation_ttl_ms = ttl_ms;
+        self
+    }
+
+    /// `until` of a revocation written now.
+    fn until(&self) -> i64 {
+        crate::http::now_ms() + self.revocation_ttl_ms
     }
 
     /// This thread's multiplexed connection.
@@ -83,6 +96,8 @@ impl SessionStore for RedisSessionStore {
             .arg(expected_version.map(|v| v.to_string()).unwrap_or_default())
             .arg(id.as_str())
             .arg(self.keys.session_prefix(id.tag()))
+            .arg(self.until())
+            .key(self.keys.outbox(id.tag()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -145,7 +160,9 @@ impl SessionStore for RedisSessionStore {
         let n: i64 = REVOKE
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
+            .key(self.keys.outbox(id.tag()))
             .arg(id.as_str())
+            .arg(self.until())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -181,8 +198,11 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.credential_version(user))
             .key(self.keys.user_index(user))
             .key(self.keys.fingerprint(user))
+            .key(self.keys.outbox(&user.tag()))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg("")
+            .arg(user.as_str())
+            .arg(self.until())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -191,12 +211,15 @@ impl SessionStore for RedisSessionStore {
 
     async fn erase_user(&self, user: &UserId) -> Result<u64, StoreError> {
         let n: i64 = ERASE
+            .key(self.keys.outbox(&user.tag()))
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
             .key(self.keys.fingerprint(user))
             .key(self.keys.totp_step(user))
             .key(self.keys.user_audit(user))
             .arg(self.keys.session_prefix(&user.tag()))
+            .arg(user.as_str())
+            .arg(self.until())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -238,6 +261,7 @@ impl SessionStore for RedisSessionStore {
     async fn refresh(&self, r: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError> {
         let reply: Vec<String> = REFRESH
             .key(self.keys.session(r.id))
+            .key(self.keys.outbox(r.id.tag()))
             .arg(r.presented_hash)
             .arg(r.successor_hash)
             .arg(r.now)
@@ -245,6 +269,7 @@ impl SessionStore for RedisSessionStore {
             .arg(r.default_idle_ms)
             .arg(r.id.as_str())
             .arg(self.keys.user_index_prefix(r.id.tag()))
+            .arg(self.until())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

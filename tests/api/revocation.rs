@@ -281,3 +281,53 @@ async fn metrics_report_mints_audit_events_and_feed_staleness_on_the_admin_liste
         .unwrap();
     assert_eq!(public.status(), 404);
 }
+
+#[tokio::test]
+async fn revocations_left_in_an_outbox_by_a_crashed_node_are_swept_to_the_feed() {
+    use tessera::session::{SessionId, SessionStore, UserId};
+    let redis = RedisServer::start();
+    let settings = tessera::Settings {
+        outbox_sweep_secs: 1,
+        ..test_settings(&redis)
+    };
+    let app = spawn_app_with(settings.clone()).await;
+    let created = app.create_session("alice").await;
+    let jwt = mint(&app, &created.token).await;
+    assert_eq!(check_low(&app, &jwt).await.status(), 200);
+
+    // A "node" that revokes (the script writes the outbox entry) and dies before flushing it.
+    let conns = tessera::store::RedisConnections::connect(&settings.redis())
+        .await
+        .unwrap();
+    let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
+    let regions = settings.known_regions();
+    let store =
+        tessera::store::RedisSessionStore::new(conns.per_thread(), layout.clone(), regions.clone());
+    let sid = SessionId::parse(created.session["id"].as_str().unwrap(), &regions).unwrap();
+    assert!(store
+        .revoke(&sid, &UserId::parse("alice").unwrap())
+        .await
+        .unwrap());
+    let mut conn = redis.conn();
+    let pending: i64 = redis::Commands::llen(&mut conn, layout.outbox(sid.tag())).unwrap();
+    assert_eq!(
+        pending, 1,
+        "the revocation waits in the outbox, written by the same script"
+    );
+
+    assert_eq!(until_refused(&app, &jwt).await, "token_revoked");
+    let pending: i64 = redis::Commands::llen(&mut conn, layout.outbox(sid.tag())).unwrap();
+    assert_eq!(pending, 0, "the sweep moved it");
+}
+
+#[tokio::test]
+async fn a_normal_logout_leaves_no_outbox_behind() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let created = app.create_session("alice").await;
+    app.logout_with_cookie(&created.token, &created.csrf).await;
+    let mut conn = redis.conn();
+    let outboxes: Vec<String> =
+        redis::Commands::keys(&mut conn, format!("{}:ob:*", app.settings.key_prefix)).unwrap();
+    assert!(outboxes.is_empty(), "{outboxes:?}");
+}

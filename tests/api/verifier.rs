@@ -46,7 +46,10 @@ async fn verifies_locally_caches_by_bytes_and_learns_of_revocations() {
         "the second check hit the cache"
     );
 
-    let forged = format!("{}A", &jwt[..jwt.len() - 1]);
+    // Flip one character inside the signature (always a different value).
+    let at = jwt.len() - 10;
+    let flipped = if &jwt[at..at + 1] == "B" { "C" } else { "B" };
+    let forged = format!("{}{flipped}{}", &jwt[..at], &jwt[at + 1..]);
     assert!(matches!(
         verifier.verify(&forged).await,
         Err(VerifyError::Invalid(_))

@@ -2,7 +2,8 @@
 -- KEYS[1] session key, KEYS[2] user index (zset: session id -> expiry ms), KEYS[3] credential version
 -- ARGV[1] record (JSON), ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] max sessions,
 -- ARGV[5] 'evict' | 'reject', ARGV[6] expected credential version or '', ARGV[7] session id,
--- ARGV[8] session key prefix of this user (ends with ':'; same hash tag, so same slot)
+-- ARGV[8] session key prefix of this user (ends with ':'; same hash tag, so same slot),
+-- ARGV[9] until (ms) of pushed revocations; KEYS[4] the tag's revocation outbox
 -- Returns {'ok', version, evicted ids...} | {'version', version} | {'limit', version}
 local ver = tonumber(redis.call('GET', KEYS[3]) or '0')
 if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= ver then
@@ -34,6 +35,7 @@ if #live >= max then
     local sid = live[i][1]
     redis.call('DEL', ARGV[8] .. sid)
     redis.call('ZREM', KEYS[2], sid)
+    redis.call('RPUSH', KEYS[4], string.format('{"kind":"session","sid":%s,"until":%d}', cjson.encode(sid), tonumber(ARGV[9])))
     table.insert(evicted, sid)
   end
 end

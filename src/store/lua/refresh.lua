@@ -1,7 +1,8 @@
 -- Rotate a native session's refresh token, atomically.
 -- KEYS[1] session key; ARGV[1] presented hash, ARGV[2] successor hash, ARGV[3] now ms,
 -- ARGV[4] grace ms, ARGV[5] default idle ms, ARGV[6] session id, ARGV[7] user-index key prefix
--- ('tsr:u:{tag}:', same slot; the user id comes from the record).
+-- ('tsr:u:{tag}:', same slot; the user id comes from the record), ARGV[8] until (ms);
+-- KEYS[2] the tag's revocation outbox.
 -- Returns {'rotated', record} | {'grace', record} | {'reused', user} | {'unknown'}
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown'} end
@@ -23,6 +24,7 @@ else
   -- A spent token presented again: someone holds a copy. End the session.
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', index, ARGV[6])
+  redis.call('RPUSH', KEYS[2], string.format('{"kind":"session","sid":%s,"until":%d}', cjson.encode(ARGV[6]), tonumber(ARGV[8])))
   return {'reused', rec.u}
 end
 local idle = tonumber(rec.it or 0)
