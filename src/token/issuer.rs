@@ -5,6 +5,8 @@ use super::validate::{validate_access_token, AccessClaims, Audience, TokenError,
 use crate::session::ports::{AccessToken, MintError, TokenIssuer};
 use crate::session::{Session, UnixMillis};
 use anyhow::Context;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::Header;
 use std::sync::{Arc, RwLock};
 
@@ -100,8 +102,19 @@ impl TokenIssuer for Issuer {
         let mut header = Header::new(keys.signing_alg().jwt_algorithm());
         header.typ = Some("at+jwt".to_owned());
         header.kid = Some(keys.signing_kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, keys.encoding_key())
+        // jsonwebtoken's `encode` would parse the PKCS#8 key again for every token (as costly as
+        // the signature itself); the key ring keeps a parsed signer instead. The serialization
+        // is the same compact JWS, and jsonwebtoken still verifies (tests check both ways).
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("header")?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).context("claims")?),
+        );
+        let signature = keys
+            .signer()
+            .sign(message.as_bytes())
             .context("signing the access token failed")?;
+        let token = format!("{message}.{signature}");
         metrics_mint();
         Ok(AccessToken {
             token,

@@ -108,6 +108,20 @@ impl KeyMaterial {
         }
     }
 
+    /// A ready signer: the key pair is parsed (and checked) once, not on every signature.
+    pub fn signer(&self) -> anyhow::Result<Signer> {
+        Ok(match self.alg {
+            SigningAlg::Es256 => Signer::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.pkcs8)
+                    .map_err(|_| anyhow!("ES256 key rejected"))?,
+            ),
+            SigningAlg::EdDsa => Signer::EdDsa(
+                Ed25519KeyPair::from_pkcs8(&self.pkcs8)
+                    .map_err(|_| anyhow!("EdDSA key rejected"))?,
+            ),
+        })
+    }
+
     pub fn decoding_key(&self) -> anyhow::Result<DecodingKey> {
         let jwk = self.public_jwk();
         let x = jwk["x"].as_str().unwrap_or_default();
@@ -150,6 +164,28 @@ impl KeyMaterial {
         // serde_json keeps object keys sorted (no `preserve_order`), which is what RFC 7638 needs.
         let canonical = self.thumbprint_members().to_string();
         URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// A parsed private key that signs JWS messages (aws-lc-rs: ES256 as fixed-width r‖s, the
+/// JWS form; Ed25519 as its 64-byte signature).
+pub enum Signer {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+}
+
+impl Signer {
+    /// The base64url signature of `message` (the JWS signing input).
+    pub fn sign(&self, message: &[u8]) -> anyhow::Result<String> {
+        let signature = match self {
+            Signer::Es256(pair) => pair
+                .sign(&SystemRandom::new(), message)
+                .map_err(|_| anyhow!("ES256 signing failed"))?
+                .as_ref()
+                .to_vec(),
+            Signer::EdDsa(pair) => pair.sign(message).as_ref().to_vec(),
+        };
+        Ok(URL_SAFE_NO_PAD.encode(signature))
     }
 }
 

@@ -115,6 +115,7 @@ pub struct ActiveKeys {
     signing_kid: String,
     signing_alg: SigningAlg,
     encoding: EncodingKey,
+    signer: super::keys::Signer,
     verifying: HashMap<String, VerifyingKey>,
     jwks: serde_json::Value,
 }
@@ -147,6 +148,7 @@ impl ActiveKeys {
             signing_kid: signer.kid.clone(),
             signing_alg: signer.alg,
             encoding: signer.encoding_key(),
+            signer: signer.signer()?,
             verifying,
             jwks: serde_json::json!({ "keys": jwks }),
         })
@@ -158,6 +160,11 @@ impl ActiveKeys {
 
     pub fn signing_alg(&self) -> SigningAlg {
         self.signing_alg
+    }
+
+    /// The current key, parsed once, for the minting hot path.
+    pub fn signer(&self) -> &super::keys::Signer {
+        &self.signer
     }
 
     pub fn encoding_key(&self) -> &EncodingKey {
