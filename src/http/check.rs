@@ -33,6 +33,13 @@ fn looks_like_jwt(value: &str) -> bool {
     value.starts_with("eyJ") && value.matches('.').count() == 2
 }
 
+#[derive(serde::Serialize)]
+struct Allowed<'a> {
+    user: &'a str,
+    session: &'a str,
+    acr: &'a str,
+}
+
 fn allowed(user: &str, session: &str, acr: &str) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -40,7 +47,7 @@ fn allowed(user: &str, session: &str, acr: &str) -> HttpResponse {
         .insert_header(("X-Tessera-User", user))
         .insert_header(("X-Tessera-Session", session))
         .insert_header(("X-Tessera-Acr", acr))
-        .json(serde_json::json!({ "user": user, "session": session, "acr": acr }))
+        .json(Allowed { user, session, acr })
 }
 
 fn denied(err: ApiError) -> HttpResponse {

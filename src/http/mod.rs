@@ -65,7 +65,7 @@ impl State {
     pub fn check_access_token(
         &self,
         token: &str,
-    ) -> Result<crate::token::AccessClaims, crate::error::ApiError> {
+    ) -> Result<Arc<crate::token::AccessClaims>, crate::error::ApiError> {
         use crate::error::ApiError;
         let now = now_ms();
         let leeway = self.settings.token_leeway_secs;
@@ -80,6 +80,7 @@ impl State {
                     )
                 })?;
                 let kid = crate::token::cache::header_kid(token).unwrap_or_default();
+                let claims = Arc::new(claims);
                 self.token_cache
                     .insert(token, &kid, claims.clone(), now / 1000);
                 claims

@@ -84,7 +84,7 @@ pub async fn introspect(
         let Some(session) = state.service.load(&sid, now).await? else {
             return Ok(inactive());
         };
-        let mut body = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+        let mut body = serde_json::to_value(&*claims).map_err(ApiError::internal)?;
         body["token_type"] = "access_token".into();
         (body, session)
     } else {

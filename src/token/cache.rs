@@ -5,10 +5,10 @@
 
 use super::AccessClaims;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Token bytes → (claims, kid that verified them).
-type Entries = HashMap<Box<str>, (AccessClaims, Box<str>)>;
+type Entries = HashMap<Box<str>, (Arc<AccessClaims>, Box<str>)>;
 
 pub struct VerifiedCache {
     capacity: usize,
@@ -24,13 +24,14 @@ impl VerifiedCache {
     }
 
     /// The claims of `token` if it was verified before and has not expired (`now_secs`).
-    pub fn get(&self, token: &str, now_secs: i64, leeway_secs: i64) -> Option<AccessClaims> {
+    /// Shared, so a hit costs a lookup and a reference count, not a copy of every claim.
+    pub fn get(&self, token: &str, now_secs: i64, leeway_secs: i64) -> Option<Arc<AccessClaims>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (claims, _) = entries.get(token)?;
         (now_secs < claims.exp + leeway_secs).then(|| claims.clone())
     }
 
-    pub fn insert(&self, token: &str, kid: &str, claims: AccessClaims, now_secs: i64) {
+    pub fn insert(&self, token: &str, kid: &str, claims: Arc<AccessClaims>, now_secs: i64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, (c, _)| c.exp > now_secs);
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn hits_until_expiry_and_forgets_retired_keys() {
         let cache = VerifiedCache::new(10);
-        cache.insert("t", "k1", claims(100), 0);
+        cache.insert("t", "k1", Arc::new(claims(100)), 0);
         assert!(cache.get("t", 99, 0).is_some());
         assert!(
             cache.get("t", 100, 0).is_none(),
@@ -110,7 +111,7 @@ mod tests {
     fn stays_bounded() {
         let cache = VerifiedCache::new(3);
         for i in 0..10 {
-            cache.insert(&format!("t{i}"), "k", claims(1_000), 0);
+            cache.insert(&format!("t{i}"), "k", Arc::new(claims(1_000)), 0);
         }
         assert!(cache.len() <= 3);
     }

@@ -177,12 +177,10 @@ impl Verifier {
 
     fn cached(&self, token: &str, now: i64) -> Option<AccessClaims> {
         // An expired token misses and falls through to the full check, which says so.
-        let hit =
-            self.inner
-                .cache
-                .get(token, now / 1000, self.inner.config.validation.leeway_secs)?;
+        let leeway = self.inner.config.validation.leeway_secs;
+        let hit = self.inner.cache.get(token, now / 1000, leeway)?;
         self.inner.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        Some(hit)
+        Some(AccessClaims::clone(&hit))
     }
 
     async fn verify_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, VerifyError> {
@@ -195,7 +193,7 @@ impl Verifier {
         let kid = crate::token::cache::header_kid(token).unwrap_or_default();
         self.inner
             .cache
-            .insert(token, &kid, claims.clone(), now / 1000);
+            .insert(token, &kid, Arc::new(claims.clone()), now / 1000);
         Ok(claims)
     }
 
