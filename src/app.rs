@@ -305,15 +305,12 @@ async fn rotate_if_due(state: &State, pool: &deadpool_redis::Pool, days: u32) {
     if now - newest < i64::from(days) * 86_400_000 {
         return;
     }
-    let (publish, retire) = state.settings.rotation_delays();
-    match store::keyring::rotate(
+    match store::keyring::rotate_as_configured(
         pool,
         &state.layout,
         &state.kek,
-        state.settings.signing(),
+        &state.settings,
         now,
-        publish,
-        retire,
     )
     .await
     {

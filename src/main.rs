@@ -217,16 +217,13 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
         let (kek, _) =
             tessera::token::Kek::load(settings.kek.as_deref(), &settings.keys_dir, false)?;
         let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
-        let (publish, retire) = settings.rotation_delays();
         let now = tessera::http::now_ms();
-        let ring = tessera::store::keyring::rotate(
+        let ring = tessera::store::keyring::rotate_as_configured(
             &redis.pool,
             &layout,
             &kek,
-            settings.signing(),
+            &settings,
             now,
-            publish,
-            retire,
         )
         .await?;
         for key in &ring.keys {

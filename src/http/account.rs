@@ -70,14 +70,11 @@ pub async fn revoke_one(
     let victim = if is_current {
         current.clone()
     } else {
-        let mine = state
+        let victim = state
             .service
-            .list(&owner(&current)?, now)
+            .find(&owner(&current)?, &target, now)
             .await
-            .map_err(ApiError::from)?;
-        let victim = mine
-            .into_iter()
-            .find(|s| s.id.as_str() == target)
+            .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::not_found("no such session"))?;
         guard::check(&current, &recent_auth(&state), now)?;
         victim

@@ -328,10 +328,8 @@ pub async fn revoke_user_session(
     let user = path_user(&user)?;
     let victim = state
         .service
-        .list(&user, now_ms())
+        .find(&user, &id, now_ms())
         .await?
-        .into_iter()
-        .find(|s| s.id.as_str() == id)
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
     state
         .service
@@ -433,15 +431,12 @@ pub async fn audit(
 pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Keys)?;
     let now = now_ms();
-    let (publish, retire) = state.settings.rotation_delays();
-    let ring = crate::store::keyring::rotate(
+    let ring = crate::store::keyring::rotate_as_configured(
         &state.pool,
         &state.layout,
         &state.kek,
-        state.settings.signing(),
+        &state.settings,
         now,
-        publish,
-        retire,
     )
     .await
     .map_err(|e| {

@@ -68,10 +68,8 @@ pub async fn revoke_one(
     let user = user_id(&user)?;
     let victim = guard
         .service()
-        .list(&user, now_ms())
+        .find(&user, &id, now_ms())
         .await?
-        .into_iter()
-        .find(|s| s.id.as_str() == id)
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
     let actor = Actor::admin_user(&admin.session.record.user_id);
     guard

@@ -499,6 +499,21 @@ impl SessionService {
         self.store.take_grant(&session.id, digest).await
     }
 
+    /// One live session of `user` by its id: `None` for another user's id, so nobody learns
+    /// whether it exists (a 404 either way).
+    pub async fn find(
+        &self,
+        user: &UserId,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .list(user, now)
+            .await?
+            .into_iter()
+            .find(|s| s.id.as_str() == id))
+    }
+
     /// The user's live sessions.
     pub async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
         self.store.list(user, now).await

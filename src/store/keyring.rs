@@ -78,6 +78,18 @@ pub async fn rotate(
     Ok(next)
 }
 
+/// `rotate` with the algorithm and delays the settings prescribe.
+pub async fn rotate_as_configured(
+    pool: &deadpool_redis::Pool,
+    keys: &KeyLayout,
+    kek: &Kek,
+    settings: &crate::Settings,
+    now: i64,
+) -> anyhow::Result<StoredRing> {
+    let (publish, retire) = settings.rotation_delays();
+    rotate(pool, keys, kek, settings.signing(), now, publish, retire).await
+}
+
 /// Reads the ring as it is now (for periodic refresh after a rotation).
 pub async fn load_current(
     pool: &deadpool_redis::Pool,
