@@ -17,7 +17,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn revocation(args: &[String]) -> anyhow::Result<()> {
     let (a, a_admin, b, key) = (&args[0], &args[1], &args[2], &args[3]);
     let n: usize = args[4].parse()?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(4).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
     let mut after_answer = Vec::with_capacity(n);
     let mut after_send = Vec::with_capacity(n);
     let mut polls = 0usize;
@@ -30,7 +32,10 @@ async fn revocation(args: &[String]) -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let session = created["session_token"].as_str().unwrap_or_default().to_owned();
+        let session = created["session_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let minted: Value = client
             .post(format!("{a}/v1/token"))
             .bearer_auth(&session)
@@ -38,15 +43,31 @@ async fn revocation(args: &[String]) -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        let jwt = minted["access_token"].as_str().unwrap_or_default().to_owned();
+        let jwt = minted["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let check = |jwt: String| {
             let c = client.clone();
             let url = format!("{b}/v1/auth/check?risk=low");
-            async move { c.get(url).bearer_auth(jwt).send().await.map(|r| r.status().as_u16()) }
+            async move {
+                c.get(url)
+                    .bearer_auth(jwt)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }
         };
-        anyhow::ensure!(check(jwt.clone()).await? == 200, "node B must accept the fresh token");
+        anyhow::ensure!(
+            check(jwt.clone()).await? == 200,
+            "node B must accept the fresh token"
+        );
         let sent = Instant::now();
-        let logout = client.post(format!("{a}/v1/logout")).bearer_auth(&session).send().await?;
+        let logout = client
+            .post(format!("{a}/v1/logout"))
+            .bearer_auth(&session)
+            .send()
+            .await?;
         anyhow::ensure!(logout.status() == 200, "logout failed: {}", logout.status());
         let answered = Instant::now();
         loop {
@@ -54,7 +75,10 @@ async fn revocation(args: &[String]) -> anyhow::Result<()> {
             if check(jwt.clone()).await? == 401 {
                 break;
             }
-            anyhow::ensure!(sent.elapsed() < Duration::from_secs(30), "token still accepted after 30 s");
+            anyhow::ensure!(
+                sent.elapsed() < Duration::from_secs(30),
+                "token still accepted after 30 s"
+            );
         }
         after_answer.push(answered.elapsed().as_secs_f64() * 1000.0);
         after_send.push(sent.elapsed().as_secs_f64() * 1000.0);
@@ -63,7 +87,10 @@ async fn revocation(args: &[String]) -> anyhow::Result<()> {
         v.sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
     }
     println!("revocations measured: {n} (node B polled {polls} times in all: 1 per revocation means the first check after the logout answer already refused)");
-    for (label, v) in [("logout answered -> B refuses", &after_answer), ("logout sent -> B refuses", &after_send)] {
+    for (label, v) in [
+        ("logout answered -> B refuses", &after_answer),
+        ("logout sent -> B refuses", &after_send),
+    ] {
         println!(
             "{label:<30} p50 {:7.2} ms   p99 {:7.2} ms   max {:7.2} ms",
             percentile(v, 0.5),
@@ -78,7 +105,9 @@ async fn refresh(args: &[String]) -> anyhow::Result<()> {
     let (public, username, password) = (args[0].clone(), args[1].clone(), args[2].clone());
     let clients: usize = args[3].parse()?;
     let seconds: u64 = args[4].parse()?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
     let mut tokens = Vec::new();
     for _ in 0..clients {
         let body: Value = http
@@ -107,7 +136,10 @@ async fn refresh(args: &[String]) -> anyhow::Result<()> {
                 match response {
                     Ok(r) if r.status() == 200 => {
                         let body: Value = r.json().await.unwrap_or_default();
-                        token = body["refresh_token"].as_str().unwrap_or_default().to_owned();
+                        token = body["refresh_token"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
                         ok += 1;
                     }
                     _ => {
