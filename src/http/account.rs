@@ -28,17 +28,26 @@ fn owner(session: &Session) -> Result<UserId, ApiError> {
     UserId::parse(&session.record.user_id).map_err(|_| ApiError::internal("stored user id invalid"))
 }
 
+/// The caller's live session; a dead cookie is expired in the 401.
+async fn caller(
+    req: &HttpRequest,
+    state: &State,
+    now: i64,
+) -> Result<(crate::http::credential::Presented, Session), actix_web::Error> {
+    state
+        .guard
+        .session(req, now)
+        .await
+        .map_err(|e| clear_dead_cookie(req, e))
+}
+
 /// `GET /v1/sessions`: the caller's live sessions, `current: true` on this one.
 pub async fn list(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = now_ms();
-    let (_, current) = state
-        .guard
-        .session(&req, now)
-        .await
-        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let (_, current) = caller(&req, &state, now).await?;
     let sessions = state
         .service
         .list(&owner(&current)?, now)
@@ -60,11 +69,7 @@ pub async fn revoke_one(
     path: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = now_ms();
-    let (presented, current) = state
-        .guard
-        .session(&req, now)
-        .await
-        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let (presented, current) = caller(&req, &state, now).await?;
     let target = path.into_inner();
     let is_current = target == current.id.as_str();
     let victim = if is_current {
@@ -113,11 +118,7 @@ pub async fn revoke_many(
     query: web::Query<Scope>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = now_ms();
-    let (presented, current) = state
-        .guard
-        .session(&req, now)
-        .await
-        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let (presented, current) = caller(&req, &state, now).await?;
     let user = owner(&current)?;
     let all = match query.scope.as_str() {
         "others" => false,

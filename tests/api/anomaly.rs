@@ -28,13 +28,7 @@ async fn get_from(app: &TestApp, path: &str, token: &str, ip: &str) -> reqwest::
 }
 
 async fn audit_events(app: &TestApp, user: &str) -> Vec<Value> {
-    let body: Value = app
-        .admin_get(&format!("/admin/audit?user_id={user}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["events"].as_array().unwrap().clone()
+    app.audit_events(&format!("user_id={user}")).await
 }
 
 #[tokio::test]

@@ -308,6 +308,17 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// Audit events for a query string such as `user_id=alice&limit=2`.
+    pub async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let body: Value = self
+            .admin_get(&format!("/admin/audit?{query}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["events"].as_array().unwrap().clone()
+    }
+
     pub async fn jwks(&self) -> Value {
         self.client
             .get(format!("{}/.well-known/jwks.json", self.public))

@@ -17,13 +17,7 @@ async fn delete_admin(app: &TestApp, path: &str, key: &str) -> reqwest::Response
 }
 
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
-    let body: Value = app
-        .admin_get(&format!("/admin/audit?{query}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["events"].as_array().unwrap().clone()
+    app.audit_events(query).await
 }
 
 #[tokio::test]
