@@ -15,7 +15,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Settings come from an optional TOML file and TESSERA_* environment variables (the
 /// environment wins); `tessera config check` prints the effective settings. See README.md.
 #[derive(Parser)]
-#[command(name = "tessera", version, about, long_about)]
+#[command(
+    name = "tessera",
+    version,
+    about,
+    long_about,
+    after_long_help = "Examples:
+  scripts/dev                                   # local development: starts Redis if needed
+  tessera serve --config /etc/tessera/tessera.toml
+  TESSERA_REDIS_URL=redis://10.0.0.5:6379 TESSERA_ADMIN_API_KEY=$(openssl rand -hex 32) tessera serve
+  tessera config check                          # validate and print the effective settings
+  printf '%s' \"$PASSWORD\" | tessera users add --file users.toml --id u-1 --username alice --totp
+  tessera keys rotate                           # new signing key: published now, signs later
+
+Common settings (file key / environment variable; all in README.md):
+  public_addr / TESSERA_PUBLIC_ADDR     127.0.0.1:8080
+  admin_addr  / TESSERA_ADMIN_ADDR      127.0.0.1:8081 (keep it internal)
+  redis_url   / TESSERA_REDIS_URL       redis://127.0.0.1:6379 (maxmemory-policy must be noeviction)
+  admin_api_key / TESSERA_ADMIN_API_KEY unset: the admin API refuses everything
+  keys_dir / TESSERA_KEYS_DIR, kek / TESSERA_KEK   the key-encryption key every node must share
+  users_file / TESSERA_USERS_FILE       Tessera's own login (argon2id + TOTP)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
