@@ -71,6 +71,15 @@ pub async fn metrics(state: web::Data<State>) -> HttpResponse {
         .body(handle.render())
 }
 
+/// `GET /openapi.json`: the OpenAPI 3.1 description of both listeners (hand-written; a test
+/// checks that every documented operation exists).
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(include_str!("openapi.json"))
+}
+
 /// `GET /.well-known/jwks.json`: public keys (upcoming, current, still-valid previous).
 /// Cacheable for 5 minutes: rotation publishes a key at least that long before signing with it.
 pub async fn jwks(state: web::Data<State>) -> HttpResponse {

@@ -152,6 +152,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/v1/token").route(web::post().to(session::mint_token)))
         .service(fallback::resource("/v1/token/refresh").route(web::post().to(auth::refresh)))
         .service(fallback::resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
+        .service(fallback::resource("/openapi.json").route(web::get().to(health::openapi)))
         .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
         .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
 }

@@ -10,6 +10,7 @@ mod keys;
 mod lifecycle;
 mod login;
 mod oauth;
+mod openapi;
 mod refresh;
 mod revocation;
 mod rotation;

@@ -1,0 +1,45 @@
+//! The OpenAPI document describes routes that exist, on the listener it says.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn every_documented_operation_exists_on_its_listener() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 25);
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{user_id}", "alice")
+            .replace("{id}", "v1_eu_abcd_AAAAAAAAAAAAAAAAAAAAAA");
+        let admin = path.starts_with("/admin") || path == "/metrics";
+        let base = if admin { &app.admin } else { &app.public };
+        for method in ops.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = app
+                .client
+                .request(method.clone(), format!("{base}{concrete}"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            assert_ne!(status, 405, "{method} {path}: documented but not routed");
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path}: documented but missing"
+            );
+        }
+    }
+}
