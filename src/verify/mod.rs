@@ -73,12 +73,48 @@ pub enum VerifyError {
     Stale,
 }
 
+/// The usable keys of a JWKS document, by `kid`.
 #[derive(Default)]
-struct Keys(HashMap<String, VerifyingKey>);
+pub struct Keys(HashMap<String, VerifyingKey>);
 
 impl KeyLookup for Keys {
     fn key(&self, kid: &str) -> Option<&VerifyingKey> {
         self.0.get(kid)
+    }
+}
+
+impl Keys {
+    /// Imports a JWKS strictly: only EC P-256 / Ed25519 signature keys (`VerifyingKey::from_jwk`),
+    /// every key needs a `kid`, and a `kid` that appears twice is dropped altogether (which of
+    /// the two would be meant is exactly what an attacker would like to decide).
+    pub fn from_jwks(doc: &serde_json::Value) -> Self {
+        let mut keys = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicated = std::collections::HashSet::new();
+        for jwk in doc["keys"].as_array().into_iter().flatten() {
+            let Some(kid) = jwk["kid"].as_str() else {
+                continue;
+            };
+            if !seen.insert(kid.to_owned()) {
+                duplicated.insert(kid.to_owned());
+                continue;
+            }
+            match VerifyingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(kid.to_owned(), key);
+                }
+                Err(e) => tracing::warn!(kid, error = %e, "JWKS key refused"),
+            }
+        }
+        for kid in duplicated {
+            tracing::warn!(kid = %kid, "JWKS holds this kid twice: both refused");
+            keys.remove(&kid);
+        }
+        Keys(keys)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -250,21 +286,9 @@ async fn fetch_keys(inner: &Inner) -> anyhow::Result<()> {
             response.status()
         );
         let doc: serde_json::Value = response.json().await?;
-        let mut keys = HashMap::new();
-        for jwk in doc["keys"].as_array().into_iter().flatten() {
-            let Some(kid) = jwk["kid"].as_str() else {
-                continue;
-            };
-            match VerifyingKey::from_jwk(jwk) {
-                // The first of duplicate kids wins; a second one is ignored, never mixed.
-                Ok(key) => {
-                    keys.entry(kid.to_owned()).or_insert(key);
-                }
-                Err(e) => tracing::warn!(kid, error = %e, "JWKS key refused"),
-            }
-        }
+        let keys = Keys::from_jwks(&doc);
         anyhow::ensure!(!keys.is_empty(), "the JWKS holds no usable key");
-        Ok(keys)
+        Ok(keys.0)
     }
     .await;
     match fetched {
@@ -303,5 +327,39 @@ async fn refresh_loop(inner: std::sync::Weak<Inner>) {
             return;
         };
         let _ = fetch_keys(&strong).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{KeyMaterial, SigningAlg};
+
+    #[test]
+    fn a_kid_that_appears_twice_is_refused_altogether() {
+        let a = KeyMaterial::generate(SigningAlg::Es256)
+            .unwrap()
+            .public_jwk();
+        let mut b = KeyMaterial::generate(SigningAlg::Es256)
+            .unwrap()
+            .public_jwk();
+        let c = KeyMaterial::generate(SigningAlg::EdDsa)
+            .unwrap()
+            .public_jwk();
+        b["kid"] = a["kid"].clone();
+        let keys = Keys::from_jwks(&serde_json::json!({ "keys": [a.clone(), b, c.clone()] }));
+        assert!(keys.key(a["kid"].as_str().unwrap()).is_none());
+        assert!(keys.key(c["kid"].as_str().unwrap()).is_some());
+    }
+
+    #[test]
+    fn private_parts_and_foreign_key_types_never_enter_the_set() {
+        let mut with_d = KeyMaterial::generate(SigningAlg::Es256)
+            .unwrap()
+            .public_jwk();
+        with_d["d"] = "AAAA".into();
+        let hmac = serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "h", "alg": "HS256"});
+        let keys = Keys::from_jwks(&serde_json::json!({ "keys": [with_d, hmac] }));
+        assert!(keys.is_empty());
     }
 }

@@ -143,3 +143,40 @@ fn ed25519_vectors_through_the_eddsa_primitive() {
     }
     assert!(ran > 100, "ran {ran}");
 }
+
+/// JWK-set vectors through the verifier's JWKS import and Tessera's JWS check: every `invalid`
+/// case is refused. `valid` cases with keys Tessera does not accept at all (HMAC, RSA) cannot
+/// verify by design and are counted, not asserted.
+#[test]
+fn jwk_set_vectors_through_the_verifiers_jwks_import() {
+    let doc = load("json_web_key_test.json");
+    let (mut refused, mut unsupported_valid, mut accepted_valid) = (0, 0, 0);
+    for group in doc["testGroups"].as_array().unwrap() {
+        let jwks = group.get("public").unwrap_or(&group["private"]);
+        let keys = tessera::verify::Keys::from_jwks(jwks);
+        for test in group["tests"].as_array().unwrap() {
+            let id = test["tcId"].as_i64().unwrap();
+            let accepted = test["jws"]
+                .as_str()
+                .is_some_and(|jws| verify_jws(jws, &keys, None).is_ok());
+            match test["result"].as_str().unwrap() {
+                "invalid" => {
+                    assert!(!accepted, "tcId {id} ({}) must be refused", test["comment"]);
+                    refused += 1;
+                }
+                "valid" if keys.is_empty() => unsupported_valid += 1,
+                "valid" => {
+                    assert!(accepted, "tcId {id} must verify");
+                    accepted_valid += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(refused >= 20, "ran {refused} invalid vectors");
+    assert_eq!(
+        accepted_valid + unsupported_valid,
+        5,
+        "the file's valid cases are all counted"
+    );
+}
