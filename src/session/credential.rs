@@ -113,6 +113,29 @@ pub enum CredentialError {
     Id(#[from] IdError),
 }
 
+/// `<prefix><session id>.<secret>`: length, type prefix, secret shape, then the id (which checks
+/// its region before any I/O). Shared by every credential type, so they differ only by prefix.
+fn parse_credential(
+    raw: &str,
+    prefix: &str,
+    known_regions: &[Region],
+) -> Result<(SessionId, SessionSecret), CredentialError> {
+    if raw.len() > MAX_TOKEN_LEN {
+        return Err(CredentialError::TooLong);
+    }
+    let rest = raw.strip_prefix(prefix).ok_or(CredentialError::WrongType)?;
+    let (id, secret) = rest.split_once('.').ok_or(CredentialError::Malformed)?;
+    let secret_ok = secret.len() == SECRET_CHARS
+        && URL_SAFE_NO_PAD
+            .decode(secret)
+            .is_ok_and(|b| b.len() == SECRET_BYTES);
+    if !secret_ok {
+        return Err(CredentialError::Malformed);
+    }
+    let id = SessionId::parse(id, known_regions)?;
+    Ok((id, SessionSecret(secret.to_owned())))
+}
+
 /// A presented (or freshly issued) session token: the session id plus its secret.
 #[derive(Clone)]
 pub struct SessionToken {
@@ -126,25 +149,8 @@ impl SessionToken {
     }
 
     pub fn parse(raw: &str, known_regions: &[Region]) -> Result<Self, CredentialError> {
-        if raw.len() > MAX_TOKEN_LEN {
-            return Err(CredentialError::TooLong);
-        }
-        let rest = raw
-            .strip_prefix(SESSION_PREFIX)
-            .ok_or(CredentialError::WrongType)?;
-        let (id, secret) = rest.split_once('.').ok_or(CredentialError::Malformed)?;
-        let secret_ok = secret.len() == SECRET_CHARS
-            && URL_SAFE_NO_PAD
-                .decode(secret)
-                .is_ok_and(|b| b.len() == SECRET_BYTES);
-        if !secret_ok {
-            return Err(CredentialError::Malformed);
-        }
-        let id = SessionId::parse(id, known_regions)?;
-        Ok(Self {
-            id,
-            secret: SessionSecret(secret.to_owned()),
-        })
+        let (id, secret) = parse_credential(raw, SESSION_PREFIX, known_regions)?;
+        Ok(Self { id, secret })
     }
 
     pub fn id(&self) -> &SessionId {
@@ -176,17 +182,8 @@ impl RefreshToken {
     }
 
     pub fn parse(raw: &str, known_regions: &[Region]) -> Result<Self, CredentialError> {
-        if raw.len() > MAX_TOKEN_LEN {
-            return Err(CredentialError::TooLong);
-        }
-        let rest = raw
-            .strip_prefix(REFRESH_PREFIX)
-            .ok_or(CredentialError::WrongType)?;
-        let as_session = SessionToken::parse(&format!("{SESSION_PREFIX}{rest}"), known_regions)?;
-        Ok(Self {
-            id: as_session.id,
-            secret: as_session.secret,
-        })
+        let (id, secret) = parse_credential(raw, REFRESH_PREFIX, known_regions)?;
+        Ok(Self { id, secret })
     }
 
     pub fn id(&self) -> &SessionId {
