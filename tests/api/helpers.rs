@@ -331,6 +331,16 @@ impl TestApp {
     }
 }
 
+/// Part `index` of a compact JWS (0 header, 1 claims), decoded as JSON. Reads, never verifies.
+pub fn jwt_part(jwt: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(index).expect("a compact JWS");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
 /// Asserts the uniform error shape and returns the code.
 pub async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();

@@ -5,15 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn kid_of(jwt: &str) -> String {
-    use base64::Engine;
-    let header = jwt.split('.').next().unwrap();
-    let header: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header)
-            .unwrap(),
-    )
-    .unwrap();
-    header["kid"].as_str().unwrap().to_owned()
+    jwt_part(jwt, 0)["kid"].as_str().unwrap().to_owned()
 }
 
 async fn mint(app: &TestApp, token: &str) -> String {
