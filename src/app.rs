@@ -78,6 +78,7 @@ impl Application {
             &settings.region,
             retention_ms,
         );
+        let directory_handle = crate::authn::directory::SharedDirectory::default();
         let service = SessionService::new(
             Arc::new(store),
             Arc::new(issuer.clone()),
@@ -88,7 +89,8 @@ impl Application {
             Arc::new(audit.clone()),
         )
         .with_role_limits(settings.role_session_limits.clone())
-        .with_feed(Arc::new(feed.clone()));
+        .with_feed(Arc::new(feed.clone()))
+        .with_gate(Arc::new(directory_handle.clone()));
         let revoked = Arc::new(std::sync::RwLock::new(
             crate::revocation::RevokedSet::default(),
         ));
@@ -108,7 +110,7 @@ impl Application {
             }
         };
         let login = LoginService::new(
-            Directory::default(),
+            directory_handle,
             PasswordHasher::new(
                 settings.argon2_concurrency,
                 Duration::from_millis(settings.argon2_queue_ms),
@@ -224,6 +226,7 @@ fn serve(
             .app_data(fallback::json_config(body_limit))
             .app_data(fallback::form_config(body_limit))
             .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(http::body::BodyLimit(body_limit))
             .app_data(fallback::path_config())
             .app_data(fallback::query_config())
             .wrap(

@@ -97,7 +97,14 @@ pub struct Settings {
     pub login_ip_window_secs: u64,
     /// Failures per username before escalating delays (1 s, 2 s, 4 s … up to the max).
     pub login_free_failures: u32,
+    /// Failures per username over every network before *failing* networks wait longer (a
+    /// network that never failed is never delayed).
+    pub login_global_free_failures: u32,
     pub login_max_delay_secs: u64,
+    /// Wrong second-factor codes per user (all tickets, networks, step-ups) before delays.
+    pub totp_free_failures: u32,
+    /// Longest wait between second-factor codes of one user under attack.
+    pub totp_max_delay_secs: u64,
     /// Successful logins per user per `login_success_window_secs`.
     pub login_success_limit: u32,
     pub login_success_window_secs: u64,
@@ -174,7 +181,10 @@ impl Default for Settings {
             login_ip_limit: 30,
             login_ip_window_secs: 60,
             login_free_failures: 5,
+            login_global_free_failures: 20,
             login_max_delay_secs: 300,
+            totp_free_failures: 3,
+            totp_max_delay_secs: 3600,
             login_success_limit: 30,
             login_success_window_secs: 600,
             step_up_grant_secs: 300,
@@ -408,7 +418,10 @@ impl Settings {
             per_ip: self.login_ip_limit,
             ip_window_secs: self.login_ip_window_secs.max(1),
             free_failures: self.login_free_failures,
+            global_free_failures: self.login_global_free_failures,
             max_delay_secs: self.login_max_delay_secs.max(1),
+            totp_free_failures: self.totp_free_failures,
+            totp_max_delay_secs: self.totp_max_delay_secs.max(1),
             successes: self.login_success_limit,
             success_window_secs: self.login_success_window_secs.max(1),
         }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +176,33 @@ fn to_user(entry: UserEntry) -> anyhow::Result<User> {
         disabled: entry.disabled,
         fingerprint: hex::encode(&h.finalize()[..12]),
     })
+}
+
+/// The users file currently installed, shared by login (which reads it) and the session
+/// service (which asks it, on every use of a session, whether the user is still let in).
+#[derive(Clone, Default)]
+pub struct SharedDirectory(Arc<RwLock<Arc<Directory>>>);
+
+impl SharedDirectory {
+    pub fn get(&self) -> Arc<Directory> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs `directory`; returns the one it replaces.
+    pub fn replace(&self, directory: Arc<Directory>) -> Arc<Directory> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(|e| e.into_inner()),
+            directory,
+        )
+    }
+}
+
+impl crate::session::ports::UserGate for SharedDirectory {
+    /// A user the file marks disabled is refused whatever Redis remembers (a lost fingerprint,
+    /// a restart without persistence); users from elsewhere are not the file's to judge.
+    fn admits(&self, user: &str) -> bool {
+        !self.get().by_id(user).is_some_and(|u| u.disabled)
+    }
 }
 
 /// Appends a user to the file (creating it), refusing duplicates.

@@ -1,7 +1,7 @@
 //! Tessera's own login and step-up: users file + argon2id + TOTP, throttled, racing nothing.
 
-use super::directory::{Directory, User};
-use super::limits::LoginLimits;
+use super::directory::{Directory, SharedDirectory, User};
+use super::limits::{network_of, LoginLimits};
 use super::password::{Busy, PasswordHasher};
 use super::ports::{AuthStore, MfaTicket};
 use super::totp;
@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// How long a pending MFA ticket lives.
 pub const MFA_TICKET_TTL_SECS: u64 = 300;
@@ -85,7 +85,7 @@ pub enum LoginOutcome {
 
 #[derive(Clone)]
 pub struct LoginService {
-    directory: Arc<RwLock<Arc<Directory>>>,
+    directory: SharedDirectory,
     hasher: PasswordHasher,
     store: Arc<dyn AuthStore>,
     sessions: SessionService,
@@ -94,14 +94,14 @@ pub struct LoginService {
 
 impl LoginService {
     pub fn new(
-        directory: Directory,
+        directory: SharedDirectory,
         hasher: PasswordHasher,
         store: Arc<dyn AuthStore>,
         sessions: SessionService,
         limits: LoginLimits,
     ) -> Self {
         Self {
-            directory: Arc::new(RwLock::new(Arc::new(directory))),
+            directory,
             hasher,
             store,
             sessions,
@@ -110,10 +110,7 @@ impl LoginService {
     }
 
     pub fn directory(&self) -> Arc<Directory> {
-        self.directory
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.directory.get()
     }
 
     /// Installs a reloaded users file and ends the sessions of every user whose entry changed
@@ -123,14 +120,11 @@ impl LoginService {
         // that read the old credential version and races the bump below is refused at session
         // creation (`CredentialVersionChanged`).
         let directory = Arc::new(directory);
-        let previous = std::mem::replace(
-            &mut *self.directory.write().unwrap_or_else(|e| e.into_inner()),
-            directory.clone(),
-        );
+        let previous = self.directory.replace(directory.clone());
         for user in directory.users() {
             if let Some(n) = self
                 .store
-                .sync_fingerprint(&user.id, &user.fingerprint)
+                .sync_fingerprint(&user.id, &user.fingerprint, user.disabled)
                 .await?
             {
                 self.sessions.flush_revocations(&user.id.tag()).await;
@@ -180,18 +174,24 @@ impl LoginService {
                 retry_after_secs: reset.max(1),
             });
         }
-        let (failures, last) = self.store.failures(username).await?;
-        let wait_until = last + self.limits.delay_after(failures) as i64 * 1000;
-        if now < wait_until {
+        let failures = self
+            .store
+            .password_failures(username, &network_of(ip))
+            .await?;
+        let wait_ms = self.limits.password_wait_ms(failures, now);
+        if wait_ms > 0 {
             let mut event = AuditEvent::new("rate_limited", &Actor::system(), now)
                 .ip(ip)
-                .reason(&format!("username delayed after {failures} failures"));
+                .reason(&format!(
+                    "username delayed after {} failures from this network ({} in all)",
+                    failures.network, failures.global
+                ));
             if let Some(user) = self.directory().by_username(username) {
                 event = event.user(user.id.as_str());
             }
             self.sessions.audit(event).await;
             return Err(LoginError::RateLimited {
-                retry_after_secs: ((wait_until - now) as u64).div_ceil(1000).max(1),
+                retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
             });
         }
         Ok(())
@@ -232,7 +232,9 @@ impl LoginService {
             .verify(password, user.map(|u| u.password_hash.as_str()))
             .await?;
         let (Some(user), true) = (user, ok) else {
-            self.store.record_failure(username, now).await?;
+            self.store
+                .record_password_failure(username, &network_of(&client.ip), now)
+                .await?;
             let mut event = AuditEvent::new("login_failed", &Actor::system(), now).ip(&client.ip);
             event = match user {
                 Some(u) => event.user(u.id.as_str()).reason("wrong password"),
@@ -246,7 +248,9 @@ impl LoginService {
             tracing::warn!("login refused: account disabled");
             return Err(LoginError::Disabled);
         }
-        self.store.clear_failures(username).await?;
+        self.store
+            .clear_password_failures(username, &network_of(&client.ip))
+            .await?;
         if user.totp_secret.is_some() {
             let ticket = random_handle();
             let pending = MfaTicket {
@@ -276,6 +280,7 @@ impl LoginService {
             device_name: client.device_name,
             auth_time: Some(now),
             native: native_client(client.native, refresh.as_ref()),
+            fingerprint: Some(user.fingerprint.clone()),
         };
         let actor = Actor::user(user.id.as_str());
         let (session, token) = self
@@ -314,9 +319,11 @@ impl LoginService {
             return Err(LoginError::Disabled);
         }
         if let Err(e) = self.check_totp(user, code, now).await {
-            self.store
-                .ticket_failure(&hash, MFA_TICKET_MAX_FAILURES)
-                .await?;
+            if matches!(e, LoginError::TotpInvalid | LoginError::TotpReplayed) {
+                self.store
+                    .ticket_failure(&hash, MFA_TICKET_MAX_FAILURES)
+                    .await?;
+            }
             return Err(e);
         }
         if !self.store.consume_ticket(&hash).await? {
@@ -336,6 +343,7 @@ impl LoginService {
             device_name: pending.device_name,
             auth_time: Some(now),
             native: native_client(native, refresh.as_ref()),
+            fingerprint: Some(user.fingerprint.clone()),
         };
         let actor = Actor::user(user.id.as_str());
         let (session, token) = self
@@ -350,22 +358,39 @@ impl LoginService {
         })
     }
 
-    /// Verifies a TOTP code and spends its time step (a replay fails); failures count against
-    /// the username like wrong passwords.
+    /// Verifies a TOTP code and spends its time step (a replay fails). Wrong codes count per
+    /// user across tickets, networks and step-ups, and delay the next code (never cleared by a
+    /// correct password: that is exactly what the attacker of a second factor has).
     async fn check_totp(&self, user: &User, code: &str, now: UnixMillis) -> Result<(), LoginError> {
         let secret = user.totp_secret.as_deref().ok_or(LoginError::TotpInvalid)?;
+        let (failures, last) = self.store.totp_failures(&user.id).await?;
+        let wait_ms = self.limits.totp_wait_ms(failures, last, now);
+        if wait_ms > 0 {
+            self.sessions
+                .audit(
+                    AuditEvent::new("rate_limited", &Actor::system(), now)
+                        .user(user.id.as_str())
+                        .reason(&format!(
+                            "second factor delayed after {failures} wrong codes"
+                        )),
+                )
+                .await;
+            return Err(LoginError::RateLimited {
+                retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
+            });
+        }
         let failed = |reason: &'static str| {
             AuditEvent::new("login_failed", &Actor::system(), now)
                 .user(user.id.as_str())
                 .reason(reason)
         };
         let Some(step) = totp::verify(secret, code, (now / 1000).max(0) as u64) else {
-            self.store.record_failure(&user.username, now).await?;
+            self.store.record_totp_failure(&user.id, now).await?;
             self.sessions.audit(failed("wrong TOTP code")).await;
             return Err(LoginError::TotpInvalid);
         };
         if !self.store.use_totp_step(&user.id, step).await? {
-            self.store.record_failure(&user.username, now).await?;
+            self.store.record_totp_failure(&user.id, now).await?;
             self.sessions.audit(failed("replayed TOTP code")).await;
             return Err(LoginError::TotpReplayed);
         }
@@ -397,7 +422,9 @@ impl LoginService {
                 .verify(password, Some(&user.password_hash))
                 .await?
             {
-                self.store.record_failure(&user.username, now).await?;
+                self.store
+                    .record_password_failure(&user.username, &network_of(client_ip), now)
+                    .await?;
                 self.sessions
                     .audit(
                         AuditEvent::new("login_failed", &Actor::user(user.id.as_str()), now)
@@ -417,7 +444,11 @@ impl LoginService {
             }
             None => Acr::Pwd,
         };
-        self.store.clear_failures(&user.username).await?;
+        if password.is_some() {
+            self.store
+                .clear_password_failures(&user.username, &network_of(client_ip))
+                .await?;
+        }
         Ok(level)
     }
 }

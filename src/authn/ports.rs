@@ -1,6 +1,7 @@
 //! What login needs from storage: throttling counters, MFA tickets, TOTP replay protection and
 //! the per-user fingerprint that ties the users file to credential versions.
 
+use super::limits::PasswordFailures;
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
 
@@ -24,10 +25,30 @@ pub struct MfaTicket {
 pub trait AuthStore: Send + Sync {
     /// Counts one hit in a fixed window; returns (hits so far, seconds until the window resets).
     async fn hit(&self, bucket: &str, window_secs: u64) -> Result<(u32, u64), StoreError>;
-    /// Consecutive failures of a username and when the last one happened (ms).
-    async fn failures(&self, username: &str) -> Result<(u32, i64), StoreError>;
-    async fn record_failure(&self, username: &str, now: i64) -> Result<(), StoreError>;
-    async fn clear_failures(&self, username: &str) -> Result<(), StoreError>;
+    /// Password failures of a username from one client network, and from all of them.
+    async fn password_failures(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<PasswordFailures, StoreError>;
+    /// Counts a wrong password from `network` (and in the username's global count).
+    async fn record_password_failure(
+        &self,
+        username: &str,
+        network: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// A correct password from `network` clears that network's count (never the global one,
+    /// never the second-factor count).
+    async fn clear_password_failures(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<(), StoreError>;
+    /// Wrong second-factor codes of the user (every ticket, network and step-up) and when the
+    /// last one came (ms).
+    async fn totp_failures(&self, user: &UserId) -> Result<(u32, i64), StoreError>;
+    async fn record_totp_failure(&self, user: &UserId, now: i64) -> Result<(), StoreError>;
     /// Stores a ticket under the hash of its handle.
     async fn put_ticket(
         &self,
@@ -43,11 +64,13 @@ pub trait AuthStore: Send + Sync {
     /// Records `step` as used; `false` if it (or a later one) was used already: a replay.
     async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
     /// Records the user's fingerprint; if it differs from the stored one, bumps the credential
-    /// version and ends every session of the user. Returns the number of sessions ended
-    /// (`None` when nothing changed).
+    /// version and ends every session of the user. A missing stored fingerprint is trusted only
+    /// when there is nothing to trust: no session and not `disabled`. Returns the number of
+    /// sessions ended (`None` when nothing changed).
     async fn sync_fingerprint(
         &self,
         user: &UserId,
         fingerprint: &str,
+        disabled: bool,
     ) -> Result<Option<u64>, StoreError>;
 }

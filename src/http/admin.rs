@@ -153,10 +153,16 @@ fn check_admin_key(req: &HttpRequest) -> Result<AdminKey, ApiError> {
             "this admin API key has expired",
         ));
     }
-    Ok(AdminKey {
+    let key = AdminKey {
         name: entry.name.clone(),
         scopes: entry.scopes.clone(),
-    })
+    };
+    // The route's scope is checked here, in the first extractor, so a key without it gets its
+    // 403 before any body is read or judged (a body error must not tell it more).
+    if let Some(scope) = req.app_data::<Scope>() {
+        key.require(*scope)?;
+    }
+    Ok(key)
 }
 
 #[derive(Deserialize)]
@@ -203,7 +209,7 @@ fn words(field: &'static str, list: Vec<String>) -> Result<Vec<String>, ApiError
 pub async fn create_session(
     key: AdminKey,
     state: web::Data<State>,
-    body: web::Json<CreateSession>,
+    body: super::body::Json<CreateSession>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
@@ -220,6 +226,18 @@ pub async fn create_session(
             "`ip` is not an IP address",
         ));
     }
+    // A user of the users file gets a session only while the file lets them in, and the
+    // session is bound to the entry as it is now (a later change ends it).
+    let fingerprint = match state.login.directory().by_id(user_id.as_str()) {
+        Some(user) if user.disabled => {
+            return Err(ApiError::forbidden(
+                "account_disabled",
+                "this user is disabled in the users file",
+            ))
+        }
+        Some(user) => Some(user.fingerprint.clone()),
+        None => None,
+    };
     let amr = if body.amr.is_empty() {
         vec![body.acr.as_str().to_owned()]
     } else {
@@ -235,6 +253,7 @@ pub async fn create_session(
         device_name: body.device_name,
         auth_time: None,
         native: None,
+        fingerprint,
     };
     let (session, token) = state.service.create(new, &key.actor(), now_ms()).await?;
     Ok(HttpResponse::Created()
@@ -282,7 +301,7 @@ pub async fn elevate(
     key: AdminKey,
     state: web::Data<State>,
     path: web::Path<String>,
-    body: web::Json<ElevateRequest>,
+    body: super::body::Json<ElevateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
@@ -351,13 +370,14 @@ pub async fn revoke_all(
     key: AdminKey,
     state: web::Data<State>,
     path: web::Path<String>,
-    body: Option<web::Json<RevokeAllRequest>>,
+    body: super::body::OptionalJson<RevokeAllRequest>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let user = path_user(&path.into_inner())?;
     let reason = body
-        .and_then(|b| b.into_inner().reason)
+        .0
+        .and_then(|b| b.reason)
         .map(|r| crate::session::model::clip(&r, 128))
         .unwrap_or_else(|| "revoke-all by admin API".into());
     let n = state

@@ -127,7 +127,7 @@ fn established(
 pub async fn login(
     req: HttpRequest,
     state: web::Data<State>,
-    body: web::Json<LoginRequest>,
+    body: super::body::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // Login CSRF: a foreign page must not log the victim into the attacker's account.
     csrf::check_origin(&req, &state.settings.allowed_origins)?;
@@ -157,7 +157,7 @@ pub async fn login(
 pub async fn login_mfa(
     req: HttpRequest,
     state: web::Data<State>,
-    body: web::Json<MfaRequest>,
+    body: super::body::Json<MfaRequest>,
 ) -> Result<HttpResponse, ApiError> {
     csrf::check_origin(&req, &state.settings.allowed_origins)?;
     state.ensure_redis_policy()?;
@@ -186,7 +186,7 @@ pub struct RefreshBody {
 /// the immediate predecessor) ends the whole session: `401 refresh_token_reused`.
 pub async fn refresh(
     state: web::Data<State>,
-    body: web::Json<RefreshBody>,
+    body: super::body::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_redis_policy()?;
     let invalid = || {
@@ -235,7 +235,7 @@ pub fn operation_digest(operation: &serde_json::Map<String, serde_json::Value>) 
 pub async fn step_up(
     req: HttpRequest,
     state: web::Data<State>,
-    body: web::Json<StepUpRequest>,
+    body: super::body::Json<StepUpRequest>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let body = body.into_inner();
     if body.password.is_none() && body.totp.is_none() {

@@ -37,15 +37,15 @@ impl Presented {
 /// someone planted one: refused rather than guessing which is genuine.
 pub fn session_cookie(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let mut found = None;
+    // Bytes, not `to_str`: a sibling app's `lang=café` is not visible ASCII and must not break
+    // Tessera's cookie. Only the session cookie's own value has to be text.
     for value in req.headers().get_all(header::COOKIE) {
-        let text = value.to_str().map_err(|_| {
-            ApiError::bad_request("invalid_cookie", "the Cookie header is not valid text")
-        })?;
-        for pair in text.split(';') {
-            let Some((name, value)) = pair.trim().split_once('=') else {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if name.trim() != COOKIE_NAME {
+            if pair[..eq].trim_ascii() != COOKIE_NAME.as_bytes() {
                 continue;
             }
             if found.is_some() {
@@ -54,7 +54,11 @@ pub fn session_cookie(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
                     "more than one session cookie was sent",
                 ));
             }
-            found = Some(value.trim());
+            let raw = std::str::from_utf8(pair[eq + 1..].trim_ascii())
+                .ok()
+                .filter(|v| v.is_ascii())
+                .ok_or_else(ApiError::invalid_session)?;
+            found = Some(raw);
         }
     }
     Ok(found)
@@ -121,6 +125,21 @@ mod tests {
             .insert_header((header::COOKIE, "__host-tessera=abc; __Host-tessera2=x"))
             .to_http_request();
         assert_eq!(session_cookie(&lookalike).unwrap(), None);
+    }
+
+    #[test]
+    fn a_sibling_apps_non_ascii_cookie_is_ignored() {
+        let value =
+            header::HeaderValue::from_bytes("lang=café; __Host-tessera=abc".as_bytes()).unwrap();
+        let req = TestRequest::default()
+            .insert_header((header::COOKIE, value))
+            .to_http_request();
+        assert_eq!(session_cookie(&req).unwrap(), Some("abc"));
+        let only_theirs = header::HeaderValue::from_bytes("lang=café".as_bytes()).unwrap();
+        let req = TestRequest::default()
+            .insert_header((header::COOKIE, only_theirs))
+            .to_http_request();
+        assert_eq!(session_cookie(&req).unwrap(), None);
     }
 
     #[test]

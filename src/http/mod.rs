@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod check;
 pub mod client_ip;
 pub mod cookie;
@@ -92,7 +93,9 @@ impl State {
         if stale && self.settings.revocation_fail_closed {
             return Err(ApiError::unavailable("revocation feed is stale"));
         }
-        if revoked.is_revoked(&claims.sid, &claims.sub, claims.ver, now) {
+        if revoked.is_revoked(&claims.sid, &claims.sub, claims.ver, now)
+            || !self.service.admits(&claims.sub)
+        {
             return Err(ApiError::unauthorized(
                 "token_revoked",
                 "the session behind this token was revoked",
@@ -123,69 +126,111 @@ pub fn now_ms() -> UnixMillis {
 
 /// The public listener's whole surface.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(fallback::resource("/v1/login").route(web::post().to(auth::login)))
-        .service(fallback::resource("/v1/login/mfa").route(web::post().to(auth::login_mfa)))
-        .service(fallback::resource("/v1/session/step-up").route(web::post().to(auth::step_up)))
-        .service(fallback::resource("/v1/session").route(web::get().to(session::current)))
-        .service(fallback::resource("/v1/auth/check").route(web::get().to(check::check)))
+    cfg.service(fallback::resource("/v1/login", "POST").route(web::post().to(auth::login)))
+        .service(fallback::resource("/v1/login/mfa", "POST").route(web::post().to(auth::login_mfa)))
         .service(
-            fallback::resource("/v1/sessions")
+            fallback::resource("/v1/session/step-up", "POST").route(web::post().to(auth::step_up)),
+        )
+        .service(fallback::resource("/v1/session", "GET").route(web::get().to(session::current)))
+        .service(fallback::resource("/v1/auth/check", "GET").route(web::get().to(check::check)))
+        .service(
+            fallback::resource("/v1/sessions", "GET, DELETE")
                 .route(web::get().to(account::list))
                 .route(web::delete().to(account::revoke_many)),
         )
         .service(
-            fallback::resource("/v1/sessions/{id}").route(web::delete().to(account::revoke_one)),
+            fallback::resource("/v1/sessions/{id}", "DELETE")
+                .route(web::delete().to(account::revoke_one)),
         )
         .service(
             web::scope("/v1/admin/users/{user_id}/sessions")
                 .app_data(user_admin::requirement())
                 .service(
-                    fallback::resource("")
+                    fallback::resource("", "GET, DELETE")
                         .route(web::get().to(user_admin::list))
                         .route(web::delete().to(user_admin::revoke_all)),
                 )
                 .service(
-                    fallback::resource("/{id}").route(web::delete().to(user_admin::revoke_one)),
+                    fallback::resource("/{id}", "DELETE")
+                        .route(web::delete().to(user_admin::revoke_one)),
                 ),
         )
-        .service(fallback::resource("/v1/logout").route(web::post().to(session::logout)))
-        .service(fallback::resource("/v1/token").route(web::post().to(session::mint_token)))
-        .service(fallback::resource("/v1/token/refresh").route(web::post().to(auth::refresh)))
-        .service(fallback::resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
-        .service(fallback::resource("/openapi.json").route(web::get().to(health::openapi)))
-        .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
+        .service(fallback::resource("/v1/logout", "POST").route(web::post().to(session::logout)))
+        .service(fallback::resource("/v1/token", "POST").route(web::post().to(session::mint_token)))
+        .service(
+            fallback::resource("/v1/token/refresh", "POST").route(web::post().to(auth::refresh)),
+        )
+        .service(
+            fallback::resource("/.well-known/jwks.json", "GET").route(web::get().to(health::jwks)),
+        )
+        .service(fallback::resource("/openapi.json", "GET").route(web::get().to(health::openapi)))
+        .service(fallback::resource("/healthz", "GET").route(web::get().to(health::healthz)))
+        .service(fallback::resource("/readyz", "GET").route(web::get().to(health::readyz)));
 }
 
 /// The admin listener's whole surface (every route needs the admin API key).
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(fallback::resource("/admin/sessions").route(web::post().to(admin::create_session)))
-        .service(
-            fallback::resource("/admin/sessions/{id}/elevate")
-                .route(web::post().to(admin::elevate)),
-        )
-        .service(
-            fallback::resource("/admin/users/{user_id}/sessions")
-                .route(web::get().to(admin::list_user_sessions)),
-        )
-        .service(
-            fallback::resource("/admin/users/{user_id}/sessions/{id}")
-                .route(web::delete().to(admin::revoke_user_session)),
-        )
-        .service(
-            fallback::resource("/admin/users/{user_id}/revoke-all")
-                .route(web::post().to(admin::revoke_all)),
-        )
-        .service(
-            fallback::resource("/admin/users/{user_id}").route(web::delete().to(admin::erase_user)),
-        )
-        .service(fallback::resource("/admin/audit").route(web::get().to(admin::audit)))
-        .service(fallback::resource("/admin/keys/rotate").route(web::post().to(admin::rotate_keys)))
-        .service(fallback::resource("/admin/revoke").route(web::post().to(oauth::revoke)))
-        .service(fallback::resource("/admin/introspect").route(web::post().to(oauth::introspect)))
-        .service(fallback::resource("/admin/revocations").route(web::get().to(feeds::revocations)))
-        .service(fallback::resource("/admin/events").route(web::get().to(feeds::events)))
-        .service(fallback::resource("/metrics").route(web::get().to(health::metrics)))
-        .service(fallback::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(fallback::resource("/readyz").route(web::get().to(health::readyz)));
+    cfg.service(
+        fallback::resource("/admin/sessions", "POST")
+            .app_data(admin::Scope::Sessions)
+            .route(web::post().to(admin::create_session)),
+    )
+    .service(
+        fallback::resource("/admin/sessions/{id}/elevate", "POST")
+            .app_data(admin::Scope::Sessions)
+            .route(web::post().to(admin::elevate)),
+    )
+    .service(
+        fallback::resource("/admin/users/{user_id}/sessions", "GET")
+            .app_data(admin::Scope::Sessions)
+            .route(web::get().to(admin::list_user_sessions)),
+    )
+    .service(
+        fallback::resource("/admin/users/{user_id}/sessions/{id}", "DELETE")
+            .app_data(admin::Scope::Sessions)
+            .route(web::delete().to(admin::revoke_user_session)),
+    )
+    .service(
+        fallback::resource("/admin/users/{user_id}/revoke-all", "POST")
+            .app_data(admin::Scope::Sessions)
+            .route(web::post().to(admin::revoke_all)),
+    )
+    .service(
+        fallback::resource("/admin/users/{user_id}", "DELETE")
+            .app_data(admin::Scope::Sessions)
+            .route(web::delete().to(admin::erase_user)),
+    )
+    .service(
+        fallback::resource("/admin/audit", "GET")
+            .app_data(admin::Scope::Audit)
+            .route(web::get().to(admin::audit)),
+    )
+    .service(
+        fallback::resource("/admin/keys/rotate", "POST")
+            .app_data(admin::Scope::Keys)
+            .route(web::post().to(admin::rotate_keys)),
+    )
+    .service(
+        fallback::resource("/admin/revoke", "POST")
+            .app_data(admin::Scope::Revoke)
+            .route(web::post().to(oauth::revoke)),
+    )
+    .service(
+        fallback::resource("/admin/introspect", "POST")
+            .app_data(admin::Scope::Introspect)
+            .route(web::post().to(oauth::introspect)),
+    )
+    .service(
+        fallback::resource("/admin/revocations", "GET")
+            .app_data(admin::Scope::Revocations)
+            .route(web::get().to(feeds::revocations)),
+    )
+    .service(
+        fallback::resource("/admin/events", "GET")
+            .app_data(admin::Scope::Audit)
+            .route(web::get().to(feeds::events)),
+    )
+    .service(fallback::resource("/metrics", "GET").route(web::get().to(health::metrics)))
+    .service(fallback::resource("/healthz", "GET").route(web::get().to(health::healthz)))
+    .service(fallback::resource("/readyz", "GET").route(web::get().to(health::readyz)));
 }

@@ -6,7 +6,6 @@ use super::{cookie, now_ms, State};
 use crate::error::ApiError;
 use crate::session::Session;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -87,7 +86,7 @@ pub async fn logout(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub struct TokenRequest {
     #[serde(default)]
     audience: Option<String>,
 }
@@ -96,9 +95,9 @@ struct TokenRequest {
 pub async fn mint_token(
     req: HttpRequest,
     state: web::Data<State>,
-    body: web::Bytes,
+    body: super::body::OptionalJson<TokenRequest>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let request = parse_optional_json::<TokenRequest>(&req, &body)?;
+    let request = body.0;
     let (_, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
@@ -114,33 +113,4 @@ pub async fn mint_token(
             "token_type": "Bearer",
             "expires_in": token.expires_in_secs,
         })))
-}
-
-/// An empty body is `None`; a non-empty one must be JSON of the right shape.
-pub fn parse_optional_json<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ));
-    }
-    serde_json::from_slice(body).map(Some).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_json",
-            "request body is not valid JSON of the expected shape",
-        )
-    })
 }

@@ -209,6 +209,25 @@ impl RefreshToken {
     pub fn expose(&self) -> String {
         format!("{REFRESH_PREFIX}{}.{}", self.id, self.secret.0)
     }
+
+    /// True when following this token's successors (at most `max` steps) reaches the secret
+    /// whose hash is `current`: proof that it is a genuine, already spent, generation of the
+    /// family. Only the server's `mac` key can walk the chain, so a guess cannot pass.
+    pub fn is_earlier_generation_of(
+        &self,
+        current: &SecretHash,
+        mac: impl Fn(&[u8]) -> [u8; 32],
+        max: usize,
+    ) -> bool {
+        let mut token = self.clone();
+        for _ in 0..max {
+            token = token.successor(&mac);
+            if token.hash().matches(current) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl fmt::Debug for RefreshToken {

@@ -141,6 +141,8 @@ pub struct NewSession {
     pub auth_time: Option<UnixMillis>,
     /// A native client: the session gets this refresh secret and a longer idle timeout.
     pub native: Option<NativeClient>,
+    /// The users-file fingerprint of the user's entry the credentials were checked against.
+    pub fingerprint: Option<String>,
 }
 
 /// What a native session starts with.

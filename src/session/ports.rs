@@ -1,6 +1,7 @@
 //! What the session core needs from the outside world, named by the core and implemented at
 //! the edge (`store/`, `token/`).
 
+use super::credential::SecretHash;
 use super::id::{SessionId, UserId};
 use super::model::{Acr, Session, SessionRecord};
 use super::policy::LimitPolicy;
@@ -35,6 +36,9 @@ pub struct CreateRequest<'a> {
     pub limit: LimitPolicy,
     /// Refuse unless the user's credential version is still this (None: take whatever it is).
     pub expected_version: Option<u64>,
+    /// The users-file fingerprint the credentials were checked against (None: a user from
+    /// elsewhere). Creation refuses when the stored one differs (see `store/lua/create.lua`).
+    pub fingerprint: Option<&'a str>,
     pub now: UnixMillis,
 }
 
@@ -58,6 +62,9 @@ pub enum RefreshOutcome {
     Grace(Box<SessionRecord>),
     /// A spent token presented again: the session was ended. Carries the user id.
     Reused(String),
+    /// A live native session whose current and previous secrets are not the presented one.
+    /// Nothing changed; the caller decides whether it is an older generation (reuse) or junk.
+    Mismatch { current: SecretHash, user: UserId },
     /// No such live native session.
     Unknown,
 }
@@ -69,6 +76,8 @@ pub struct Created {
     pub credential_version: u64,
     /// Sessions ended to respect the limit (policy `evict`).
     pub evicted: Vec<String>,
+    /// Sessions ended because no users-file fingerprint vouched for them.
+    pub orphans: Vec<String>,
 }
 
 /// Session persistence. Every multi-key change is atomic in the implementation.
@@ -136,6 +145,21 @@ pub trait SessionStore: Send + Sync {
 
     /// Takes (deletes) the grant; its level if it existed.
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
+}
+
+/// Whether a user may still use a session at all (the users file's `disabled`): asked on every
+/// authentication, refresh and token check, so it holds even when Redis forgot a revocation.
+pub trait UserGate: Send + Sync {
+    fn admits(&self, user: &str) -> bool;
+}
+
+/// Admits everyone: for processes with no users file (embedded guards).
+pub struct AdmitAll;
+
+impl UserGate for AdmitAll {
+    fn admits(&self, _: &str) -> bool {
+        true
+    }
 }
 
 /// Moves revocations from a tag's outbox (written atomically by the store's scripts) to the

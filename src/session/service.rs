@@ -8,8 +8,8 @@ use super::model::{
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
-    AccessToken, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore, StoreError,
-    TokenIssuer,
+    AccessToken, AdmitAll, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore,
+    StoreError, TokenIssuer, UserGate,
 };
 use super::ports::{RefreshOutcome, RefreshRequest};
 use super::UnixMillis;
@@ -25,6 +25,12 @@ pub enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How many rotations back a presented refresh secret is followed to prove it genuine. Each
+/// step is one HMAC and one SHA-256 (about a microsecond), so a made-up secret costs at most
+/// this many; a stolen token replayed after more rotations than this is refused as invalid
+/// (it never works) but is not recognised as reuse.
+pub const MAX_REFRESH_GENERATIONS: usize = 256;
 
 /// Why a refresh failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,7 @@ pub struct SessionService {
     regions: Arc<[Region]>,
     audit: Arc<dyn Auditor>,
     feed: Arc<dyn RevocationSink>,
+    gate: Arc<dyn UserGate>,
 }
 
 impl SessionService {
@@ -72,7 +79,19 @@ impl SessionService {
             regions: regions.into(),
             audit,
             feed: Arc::new(NoFeed),
+            gate: Arc::new(AdmitAll),
         }
+    }
+
+    /// Asks `gate` on every use of a session whether its user is still let in.
+    pub fn with_gate(mut self, gate: Arc<dyn UserGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// False for a user the users file has disabled.
+    pub fn admits(&self, user: &str) -> bool {
+        self.gate.admits(user)
     }
 
     /// Moves the revocations the store's scripts write to each tag's outbox on to `feed`.
@@ -184,12 +203,22 @@ impl SessionService {
                 ttl_ms: ttl,
                 limit: self.limit_for(&new.roles),
                 expected_version,
+                fingerprint: new.fingerprint.as_deref(),
                 now,
             })
             .await?;
         record.credential_version = created.credential_version;
-        if !created.evicted.is_empty() {
+        if !created.evicted.is_empty() || !created.orphans.is_empty() {
             self.feed.flush(id.tag()).await;
+        }
+        for orphan in &created.orphans {
+            self.audit(
+                AuditEvent::new("session_revoked", &Actor::system(), now)
+                    .user(&record.user_id)
+                    .session(orphan)
+                    .reason("created under an unknown users-file entry"),
+            )
+            .await;
         }
         for evicted in &created.evicted {
             self.audit(
@@ -229,6 +258,9 @@ impl SessionService {
         // The hash comparison is constant time; the tag check only guards against a record that
         // does not belong under this id at all.
         if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
+            return Err(AuthError::NoSession);
+        }
+        if !self.gate.admits(user.as_str()) {
             return Err(AuthError::NoSession);
         }
         let mut session = Session {
@@ -433,8 +465,9 @@ impl SessionService {
     }
 
     /// Spends a refresh token: the current one rotates; its immediate predecessor within
-    /// `grace_ms` gets the very same successor; anything older ends the session
-    /// (`refresh_token_reused`, audited and pushed).
+    /// `grace_ms` gets the very same successor; a *proven* older generation ends the session
+    /// (`refresh_token_reused`, audited and pushed). Anything else is invalid and changes
+    /// nothing: the session id is public, so a made-up secret must not be able to end it.
     #[tracing::instrument(name = "Refresh", skip_all, fields(session.id = %presented.id()))]
     pub async fn refresh(
         &self,
@@ -443,7 +476,7 @@ impl SessionService {
         grace_ms: i64,
         now: UnixMillis,
     ) -> Result<(Session, RefreshToken), RefreshError> {
-        let successor = presented.successor(mac);
+        let successor = presented.successor(&mac);
         let outcome = self
             .store
             .refresh(RefreshRequest {
@@ -455,18 +488,35 @@ impl SessionService {
                 default_idle_ms: self.policy.idle_timeout_ms,
             })
             .await?;
+        let ended_by_reuse = |user: String| async move {
+            self.feed.flush(presented.id().tag()).await;
+            self.audit(
+                AuditEvent::new("refresh_token_reused", &Actor::system(), now)
+                    .user(&user)
+                    .session(presented.id().as_str())
+                    .reason("a spent refresh token was presented again; session revoked"),
+            )
+            .await;
+            RefreshError::Reused
+        };
         let record = match outcome {
-            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
-            RefreshOutcome::Reused(user) => {
-                self.feed.flush(presented.id().tag()).await;
-                self.audit(
-                    AuditEvent::new("refresh_token_reused", &Actor::system(), now)
-                        .user(&user)
-                        .session(presented.id().as_str())
-                        .reason("a spent refresh token was presented again; session revoked"),
-                )
-                .await;
-                return Err(RefreshError::Reused);
+            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record)
+                if self.gate.admits(&record.user_id) =>
+            {
+                *record
+            }
+            RefreshOutcome::Rotated(_) | RefreshOutcome::Grace(_) => {
+                return Err(RefreshError::Invalid)
+            }
+            RefreshOutcome::Reused(user) => return Err(ended_by_reuse(user).await),
+            RefreshOutcome::Mismatch { current, user } => {
+                if !presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) {
+                    return Err(RefreshError::Invalid);
+                }
+                if !self.store.revoke(presented.id(), &user).await? {
+                    return Err(RefreshError::Invalid);
+                }
+                return Err(ended_by_reuse(user.as_str().to_owned()).await);
             }
             RefreshOutcome::Unknown => return Err(RefreshError::Invalid),
         };

@@ -2,6 +2,7 @@
 
 use super::keys::KeyLayout;
 use super::store_error;
+use crate::authn::limits::PasswordFailures;
 use crate::authn::ports::{AuthStore, MfaTicket};
 use crate::session::{StoreError, UserId};
 use anyhow::anyhow;
@@ -17,7 +18,7 @@ static TICKET_FAILURE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ticket_failure.lua")));
 static SYNC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
 
-/// Seconds a username's failure count is remembered after its last failure.
+/// Seconds a failure count is remembered after its last failure.
 const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
 
 #[derive(Clone)]
@@ -36,8 +37,15 @@ impl RedisAuthStore {
         }
     }
 
-    fn failures_key(&self, username: &str) -> String {
-        self.keys.counter("fail", &username.to_lowercase())
+    /// Per (username, client network): the counter that delays a failing network.
+    fn failures_key(&self, username: &str, network: &str) -> String {
+        self.keys
+            .counter("fail", &format!("{}\0{network}", username.to_lowercase()))
+    }
+
+    /// Per username over every network: raises the wait of failing networks only.
+    fn global_failures_key(&self, username: &str) -> String {
+        self.keys.counter("failg", &username.to_lowercase())
     }
 }
 
@@ -53,34 +61,77 @@ impl AuthStore for RedisAuthStore {
         Ok((n, (ttl_ms.max(0) as u64).div_ceil(1000)))
     }
 
-    async fn failures(&self, username: &str) -> Result<(u32, i64), StoreError> {
-        let (n, last): (Option<u32>, Option<i64>) = self
-            .conn
-            .clone()
-            .hmget(self.failures_key(username), &["n", "last"])
+    async fn password_failures(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<PasswordFailures, StoreError> {
+        let ((n, last), global): ((Option<u32>, Option<i64>), Option<u32>) = redis::pipe()
+            .hmget(self.failures_key(username, network), &["n", "last"])
+            .hget(self.global_failures_key(username), "n")
+            .query_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        Ok((n.unwrap_or(0), last.unwrap_or(0)))
+        Ok(PasswordFailures {
+            network: n.unwrap_or(0),
+            network_last: last.unwrap_or(0),
+            global: global.unwrap_or(0),
+        })
     }
 
-    async fn record_failure(&self, username: &str, now: i64) -> Result<(), StoreError> {
-        let key = self.failures_key(username);
+    async fn record_password_failure(
+        &self,
+        username: &str,
+        network: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let key = self.failures_key(username, network);
+        let global = self.global_failures_key(username);
         let _: () = redis::pipe()
             .atomic()
             .hincr(&key, "n", 1)
             .hset(&key, "last", now)
             .expire(&key, FAILURE_MEMORY_SECS)
+            .hincr(&global, "n", 1)
+            .expire(&global, FAILURE_MEMORY_SECS)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         Ok(())
     }
 
-    async fn clear_failures(&self, username: &str) -> Result<(), StoreError> {
+    async fn clear_password_failures(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<(), StoreError> {
         let _: () = self
             .conn
             .clone()
-            .del(self.failures_key(username))
+            .del(self.failures_key(username, network))
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn totp_failures(&self, user: &UserId) -> Result<(u32, i64), StoreError> {
+        let (n, last): (Option<u32>, Option<i64>) = self
+            .conn
+            .clone()
+            .hmget(self.keys.totp_failures(user), &["n", "last"])
+            .await
+            .map_err(store_error)?;
+        Ok((n.unwrap_or(0), last.unwrap_or(0)))
+    }
+
+    async fn record_totp_failure(&self, user: &UserId, now: i64) -> Result<(), StoreError> {
+        let key = self.keys.totp_failures(user);
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&key, "n", 1)
+            .hset(&key, "last", now)
+            .expire(&key, FAILURE_MEMORY_SECS)
+            .query_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         Ok(())
@@ -151,7 +202,9 @@ impl AuthStore for RedisAuthStore {
         &self,
         user: &UserId,
         fingerprint: &str,
+        disabled: bool,
     ) -> Result<Option<u64>, StoreError> {
+        let now = crate::http::now_ms();
         let n: i64 = SYNC
             .key(self.keys.credential_version(user))
             .key(self.keys.user_index(user))
@@ -160,7 +213,8 @@ impl AuthStore for RedisAuthStore {
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(fingerprint)
             .arg(user.as_str())
-            .arg(crate::http::now_ms() + self.revocation_ttl_ms)
+            .arg(now + self.revocation_ttl_ms)
+            .arg(if disabled { "1" } else { "" })
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;

@@ -46,6 +46,12 @@ impl KeyLayout {
         format!("{}:f:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// `tsr:tf:{tag}:<user id>`: the user's wrong second-factor codes (count, last), across
+    /// every ticket, network and step-up; a correct password never clears it.
+    pub fn totp_failures(&self, user: &UserId) -> String {
+        format!("{}:tf:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
     /// `tsr:totp:{tag}:<user id>`: the last TOTP step the user spent.
     pub fn totp_step(&self, user: &UserId) -> String {
         format!("{}:totp:{{{}}}:{}", self.prefix, user.tag(), user)
@@ -126,6 +132,7 @@ mod tests {
             layout.credential_version(&user),
             layout.fingerprint(&user),
             layout.totp_step(&user),
+            layout.totp_failures(&user),
             layout.grant(&id, "abc"),
         ];
         for key in &keys {

@@ -8,7 +8,7 @@ use crate::session::policy::OnLimit;
 use crate::session::ports::{CreateRequest, Created, RefreshOutcome, RefreshRequest};
 use crate::session::UnixMillis;
 use crate::session::{
-    Acr, Region, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId,
+    Acr, Region, SecretHash, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId,
 };
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -79,6 +79,7 @@ impl SessionStore for RedisSessionStore {
             limit,
             expected_version,
             now,
+            ..
         } = request;
         let json = serde_json::to_string(record).map_err(|e| StoreError::Other(e.into()))?;
         let reply: Vec<Value> = CREATE
@@ -98,6 +99,8 @@ impl SessionStore for RedisSessionStore {
             .arg(self.keys.session_prefix(id.tag()))
             .arg(self.until())
             .key(self.keys.outbox(id.tag()))
+            .key(self.keys.fingerprint(user))
+            .arg(request.fingerprint.unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -112,10 +115,16 @@ impl SessionStore for RedisSessionStore {
             .map_err(|e| StoreError::Other(e.into()))?
             .unwrap_or(0);
         match status.as_str() {
-            "ok" => Ok(Created {
-                credential_version: version,
-                evicted: reply[2..].iter().map(text).collect::<Result<_, _>>()?,
-            }),
+            "ok" => {
+                let ended = reply[2..].iter().map(text).collect::<Result<Vec<_>, _>>()?;
+                let (orphans, evicted): (Vec<_>, Vec<_>) =
+                    ended.into_iter().partition(|id| id.starts_with('?'));
+                Ok(Created {
+                    credential_version: version,
+                    evicted,
+                    orphans: orphans.into_iter().map(|id| id[1..].to_owned()).collect(),
+                })
+            }
             "version" => Err(StoreError::CredentialVersionChanged),
             "limit" => Err(StoreError::LimitReached),
             other => Err(StoreError::Other(anyhow!(
@@ -203,6 +212,7 @@ impl SessionStore for RedisSessionStore {
             .arg("")
             .arg(user.as_str())
             .arg(self.until())
+            .arg("")
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -217,6 +227,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.fingerprint(user))
             .key(self.keys.totp_step(user))
             .key(self.keys.user_audit(user))
+            .key(self.keys.totp_failures(user))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(user.as_str())
             .arg(self.until())
@@ -277,6 +288,13 @@ impl SessionStore for RedisSessionStore {
             (Some("rotated"), Some(raw)) => RefreshOutcome::Rotated(Box::new(Self::decode(raw)?)),
             (Some("grace"), Some(raw)) => RefreshOutcome::Grace(Box::new(Self::decode(raw)?)),
             (Some("reused"), Some(user)) => RefreshOutcome::Reused(user.clone()),
+            (Some("mismatch"), Some(current)) => match (
+                SecretHash::from_base64(current),
+                reply.get(2).and_then(|u| UserId::parse(u).ok()),
+            ) {
+                (Some(current), Some(user)) => RefreshOutcome::Mismatch { current, user },
+                _ => RefreshOutcome::Unknown,
+            },
             _ => RefreshOutcome::Unknown,
         })
     }

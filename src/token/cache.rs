@@ -28,7 +28,7 @@ impl VerifiedCache {
     pub fn get(&self, token: &str, now_secs: i64, leeway_secs: i64) -> Option<Arc<AccessClaims>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (claims, _) = entries.get(token)?;
-        (now_secs < claims.exp + leeway_secs).then(|| claims.clone())
+        (now_secs < claims.exp.saturating_add(leeway_secs)).then(|| claims.clone())
     }
 
     pub fn insert(&self, token: &str, kid: &str, claims: Arc<AccessClaims>, now_secs: i64) {

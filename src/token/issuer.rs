@@ -194,12 +194,7 @@ mod tests {
     fn resign(issuer: &Issuer, header: &serde_json::Value, claims: &serde_json::Value) -> String {
         let keys = issuer.keys();
         let message = format!("{}.{}", b64(header), b64(claims));
-        let sig = jsonwebtoken::crypto::sign(
-            message.as_bytes(),
-            keys.encoding_key(),
-            keys.signing_alg().jwt_algorithm(),
-        )
-        .unwrap();
+        let sig = keys.signer().sign(message.as_bytes()).unwrap();
         format!("{message}.{sig}")
     }
 
@@ -229,6 +224,57 @@ mod tests {
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
             assert_eq!(header["kid"], issuer.keys().signing_kid());
+        }
+    }
+
+    #[test]
+    fn tokens_are_signed_low_s_and_their_high_s_twins_are_refused() {
+        let issuer = issuer(SigningAlg::Es256);
+        for _ in 0..32 {
+            let token = issuer.mint(&session(), None, NOW).unwrap().token;
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            assert!(!crate::token::keys::is_high_s(&raw), "signed low-S only");
+            let low = p256::ecdsa::Signature::from_slice(&raw).unwrap();
+            // (r, n - s): the same claims under a second token string.
+            let high = p256::ecdsa::Signature::from_scalars(low.r(), -low.s()).unwrap();
+            let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(high.to_bytes()));
+            assert!(issuer.validate(&token, NOW / 1000).is_ok());
+            assert_eq!(
+                issuer.validate(&twin, NOW / 1000),
+                Err(TokenError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_times_are_refused_without_overflow() {
+        let issuer = issuer(SigningAlg::Es256);
+        let good = issuer.mint(&session(), None, NOW).unwrap().token;
+        let (header, claims) = parts(&good);
+        let now = NOW / 1000;
+        for (exp, iat, nbf) in [
+            (i64::MAX, now, now),
+            (now + 60, i64::MIN, now),
+            (i64::MAX, i64::MIN, i64::MIN),
+            (i64::MIN, now, now),
+            (now + 60, now, i64::MAX),
+            (i64::MAX, i64::MAX, i64::MAX),
+        ] {
+            let mut c = claims.clone();
+            c["exp"] = exp.into();
+            c["iat"] = iat.into();
+            c["nbf"] = nbf.into();
+            let token = resign(&issuer, &header, &c);
+            let refused = issuer.validate(&token, now);
+            assert!(
+                refused.is_err(),
+                "exp {exp} iat {iat} nbf {nbf}: {refused:?}"
+            );
+            // And at the extreme ends of "now" too.
+            for at in [i64::MIN, i64::MAX] {
+                let _ = issuer.validate(&token, at); // must not panic
+            }
         }
     }
 

@@ -178,15 +178,31 @@ impl Signer {
     /// The base64url signature of `message` (the JWS signing input).
     pub fn sign(&self, message: &[u8]) -> anyhow::Result<String> {
         let signature = match self {
-            Signer::Es256(pair) => pair
-                .sign(&SystemRandom::new(), message)
-                .map_err(|_| anyhow!("ES256 signing failed"))?
-                .as_ref()
-                .to_vec(),
+            Signer::Es256(pair) => {
+                let raw = pair
+                    .sign(&SystemRandom::new(), message)
+                    .map_err(|_| anyhow!("ES256 signing failed"))?;
+                low_s(raw.as_ref())?
+            }
             Signer::EdDsa(pair) => pair.sign(message).as_ref().to_vec(),
         };
         Ok(URL_SAFE_NO_PAD.encode(signature))
     }
+}
+
+/// ECDSA signatures come in two forms, (r, s) and (r, n - s), that verify alike; Tessera signs
+/// and accepts only the low-S one, so one set of claims has exactly one token string.
+fn low_s(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let signature = p256::ecdsa::Signature::from_slice(raw)
+        .map_err(|_| anyhow!("ES256 signature has the wrong shape"))?;
+    Ok(signature.normalize_s().to_bytes().to_vec())
+}
+
+/// True when `raw` is a 64-byte P-256 signature whose `s` lies in the upper half of the order.
+pub fn is_high_s(raw: &[u8]) -> bool {
+    p256::ecdsa::Signature::from_slice(raw)
+        .map(|sig| bool::from(p256::elliptic_curve::scalar::IsHigh::is_high(&sig.s())))
+        .unwrap_or(false)
 }
 
 impl fmt::Debug for KeyMaterial {

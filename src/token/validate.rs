@@ -181,6 +181,15 @@ pub fn verify_jws(
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| TokenError::Malformed)?;
+    if alg == SigningAlg::Es256 {
+        let raw = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| TokenError::Malformed)?;
+        if super::keys::is_high_s(&raw) {
+            // The malleable twin of a valid signature: refused, so a token has one spelling.
+            return Err(TokenError::BadSignature);
+        }
+    }
     let signed_len = header_b64.len() + 1 + payload_b64.len();
     let verified = jsonwebtoken::crypto::verify(
         signature_b64,
@@ -244,6 +253,25 @@ pub struct Validation {
     pub max_lifetime_secs: i64,
 }
 
+/// The time rules, in checked arithmetic: a token names any `i64` it likes, and a wrapped sum
+/// would turn `iat = i64::MIN` into a pass of the lifetime cap. An overflow refuses the token.
+fn check_times(claims: &AccessClaims, rules: &Validation, now_secs: i64) -> Result<(), TokenError> {
+    let leeway = rules.leeway_secs.max(0);
+    let latest_issue = now_secs.checked_add(leeway).ok_or(TokenError::BadClaims)?;
+    match claims.exp.checked_add(leeway) {
+        Some(deadline) if now_secs < deadline => {}
+        Some(_) => return Err(TokenError::Expired),
+        None => return Err(TokenError::LifetimeTooLong),
+    }
+    if claims.nbf > latest_issue || claims.iat > latest_issue {
+        return Err(TokenError::NotYetValid);
+    }
+    match claims.exp.checked_sub(claims.iat) {
+        Some(lifetime) if (0..=rules.max_lifetime_secs).contains(&lifetime) => Ok(()),
+        _ => Err(TokenError::LifetimeTooLong),
+    }
+}
+
 /// Tessera's one access-token validation: `verify_jws` with `typ` `at+jwt`, then the claims.
 pub fn validate_access_token(
     token: &str,
@@ -263,14 +291,6 @@ pub fn validate_access_token(
     if claims.sub.is_empty() || claims.sid.is_empty() || claims.jti.is_empty() {
         return Err(TokenError::BadClaims);
     }
-    if now_secs >= claims.exp + rules.leeway_secs {
-        return Err(TokenError::Expired);
-    }
-    if claims.nbf > now_secs + rules.leeway_secs || claims.iat > now_secs + rules.leeway_secs {
-        return Err(TokenError::NotYetValid);
-    }
-    if claims.exp - claims.iat > rules.max_lifetime_secs || claims.exp < claims.iat {
-        return Err(TokenError::LifetimeTooLong);
-    }
+    check_times(&claims, rules, now_secs)?;
     Ok(claims)
 }

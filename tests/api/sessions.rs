@@ -112,7 +112,7 @@ async fn all_keys_of_a_user_share_one_cluster_hash_tag() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(keys.len(), 2, "session and index: {keys:?}");
+    assert_eq!(keys.len(), 3, "session, index and version: {keys:?}");
     assert_eq!(tags.len(), 1, "{keys:?}");
 }
 

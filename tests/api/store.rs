@@ -85,6 +85,7 @@ impl CreateWith for RedisSessionStore {
             ttl_ms,
             limit,
             expected_version,
+            fingerprint: None,
             now,
         })
         .await
@@ -106,11 +107,12 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
     let (store, layout) = store(&redis).await;
     let user = UserId::parse("alice").unwrap();
     let sid = id(&user);
-    let rec = record("alice", NOW);
-    store
+    let mut rec = record("alice", NOW);
+    let created = store
         .create_with(&sid, &user, &rec, 3_600_000, EVICT, None, NOW)
         .await
         .unwrap();
+    rec.credential_version = created.credential_version;
     let loaded = store.load(&sid).await.unwrap().unwrap();
     assert_eq!(
         loaded, rec,

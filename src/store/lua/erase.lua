@@ -1,12 +1,23 @@
--- Erase a user: every session, then the per-user keys (index, version, fingerprint, TOTP step,
--- the user's audit list). The global audit stream keeps its own record of the erasure.
--- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3..] per-user keys;
--- ARGV[1] session key prefix of this user, ARGV[2] user id, ARGV[3] until (ms).
+-- Erase a user: every session, then every per-user key (index, credential version,
+-- fingerprint, TOTP state, the user's audit list). The global audit stream keeps its own record
+-- of the erasure.
+-- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3] credential version, KEYS[4..] other
+-- per-user keys; ARGV[1] session key prefix of this user, ARGV[2] user id, ARGV[3] until (ms).
+--
+-- Every token of the user dies: the pushed minimum is max(version + 1, now) on Redis's clock.
+-- The version key goes too; a session created afterwards starts its version at Redis's now
+-- (see create.lua), which is at or above that minimum, so its tokens work at once.
+-- Credential versions are stamped with Redis's own clock (one clock for every node that
+-- touches this user, so no node's skew can order them wrongly).
+local function redis_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local n = 0
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   n = n + redis.call('DEL', ARGV[1] .. sid)
 end
+local ver = math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1, redis_ms())
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
--- Every token of the user dies: no credential version reaches 2^53 - 1.
-redis.call('RPUSH', KEYS[1], string.format('{"kind":"user","user":%s,"min_version":9007199254740991,"until":%d}', cjson.encode(ARGV[2]), tonumber(ARGV[3])))
+redis.call('RPUSH', KEYS[1], string.format('{"kind":"user","user":%s,"min_version":%d,"until":%d}', cjson.encode(ARGV[2]), ver, tonumber(ARGV[3])))
 return n

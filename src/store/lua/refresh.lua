@@ -3,7 +3,12 @@
 -- ARGV[4] grace ms, ARGV[5] default idle ms, ARGV[6] session id, ARGV[7] user-index key prefix
 -- ('tsr:u:{tag}:', same slot; the user id comes from the record), ARGV[8] until (ms);
 -- KEYS[2] the tag's revocation outbox.
--- Returns {'rotated', record} | {'grace', record} | {'reused', user} | {'unknown'}
+-- Returns {'rotated', record} | {'grace', record} | {'reused', user} | {'mismatch', current hash,
+-- user} | {'unknown'}
+--
+-- Reuse is declared here only for the one spent secret the record names (`rp`). Any other
+-- secret changes nothing: the caller proves, by walking the successor chain, whether it is a
+-- genuine older generation before it ends anything (a session id alone is public).
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown'} end
 local rec = cjson.decode(raw)
@@ -20,12 +25,14 @@ if rec.rh == ARGV[1] then
 elseif rec.rp == ARGV[1] and rec.rh == ARGV[2] and now - tonumber(rec.rt or 0) <= tonumber(ARGV[4]) then
   -- The immediate predecessor, retried within the grace window: the same successor again.
   state = 'grace'
-else
-  -- A spent token presented again: someone holds a copy. End the session.
+elseif rec.rp == ARGV[1] then
+  -- The spent predecessor presented again after its window: someone holds a copy. End it.
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', index, ARGV[6])
   redis.call('RPUSH', KEYS[2], string.format('{"kind":"session","sid":%s,"until":%d}', cjson.encode(ARGV[6]), tonumber(ARGV[8])))
   return {'reused', rec.u}
+else
+  return {'mismatch', rec.rh, rec.u}
 end
 local idle = tonumber(rec.it or 0)
 if idle <= 0 then idle = tonumber(ARGV[5]) end
