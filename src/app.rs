@@ -52,6 +52,7 @@ impl Application {
             http::now_ms(),
         )
         .await?;
+        let held_ring = Arc::new(std::sync::Mutex::new(ring.clone()));
         let opened = ring.open(&kek)?;
         let keys = ActiveKeys::from_ring(&opened, http::now_ms())?;
         tracing::info!(
@@ -67,7 +68,9 @@ impl Application {
         let retention_ms =
             (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
         let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
-        let store = RedisSessionStore::new(redis.per_thread(), layout.clone(), regions.clone())
+        let per_thread = redis.per_thread();
+        let keep_alive = per_thread.registry();
+        let store = RedisSessionStore::new(per_thread, layout.clone(), regions.clone())
             .with_revocation_ttl(retention_ms);
         let retention_ms =
             (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
@@ -148,6 +151,7 @@ impl Application {
             kek: Arc::new(kek),
             token_cache: Arc::new(crate::token::cache::VerifiedCache::new(100_000)),
             layout: layout.clone(),
+            held_ring,
         };
 
         let public_listener = TcpListener::bind(&settings.public_addr)
@@ -161,6 +165,11 @@ impl Application {
         let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
 
         let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.pool.clone()))];
+        background.push(tokio::spawn(keep_alive.keep_alive()));
+        background.push(tokio::spawn(watch_keyring(
+            state.clone(),
+            redis.pool.clone(),
+        )));
         background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
         background.push(tokio::spawn(feed.clone().sweep(
             layout.outbox_pattern(),
@@ -247,10 +256,9 @@ fn serve(
     Ok(server.run())
 }
 
-/// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and the key ring
-/// (picking up rotations) every `redis_check_interval_secs`.
+/// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and rotates the key
+/// ring when the schedule says so, every `redis_check_interval_secs`.
 async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
-    let (layout, kek) = (state.layout.clone(), state.kek.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(
         state.settings.redis_check_interval_secs.max(1),
     ));
@@ -273,26 +281,59 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
         if let Some(days) = state.settings.key_rotation_days {
             rotate_if_due(&state, &pool, days).await;
         }
-        match store::keyring::load_current(&pool, &layout).await {
-            Ok(Some(ring)) => match ring
-                .open(&kek)
-                .and_then(|o| ActiveKeys::from_ring(&o, http::now_ms()))
-            {
-                Ok(keys) => {
-                    // Tokens of keys that left the ring must be verified again (and fail).
-                    state
-                        .token_cache
-                        .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
-                    state.issuer.replace_keys(keys);
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys")
-                }
-            },
-            Ok(None) => {
-                tracing::error!("the key ring disappeared from Redis; keeping the current keys")
+    }
+}
+
+/// Keeps the shared key ring whole every `KEYRING_EVERY`: picks up rotations made elsewhere,
+/// puts the ring back when Redis lost it, and merges this node's keys into a ring another node
+/// created meanwhile, so no node mints with a key the others do not publish for longer than
+/// that interval. A missing or unreadable ring never stops minting with the keys held.
+async fn watch_keyring(state: State, pool: deadpool_redis::Pool) {
+    const KEYRING_EVERY: Duration = Duration::from_secs(2);
+    let mut tick = tokio::time::interval(KEYRING_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let held = state
+            .held_ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let now = http::now_ms();
+        let reconciled = match store::keyring::reconcile(&pool, &state.layout, &held, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reconcile the key ring");
+                continue;
             }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the key ring"),
+        };
+        match &reconciled {
+            store::keyring::Reconciled::Restored(_) => {
+                tracing::error!(
+                    "the key ring was missing from Redis (data lost?); restored this node's copy"
+                )
+            }
+            store::keyring::Reconciled::Merged(_) => {
+                tracing::error!("another node created a new key ring after a data loss; merged this node's keys into it")
+            }
+            store::keyring::Reconciled::Current(_) => {}
+        }
+        let ring = reconciled.ring().clone();
+        match ring
+            .open(&state.kek)
+            .and_then(|o| ActiveKeys::from_ring(&o, now))
+        {
+            Ok(keys) => {
+                // Tokens of keys that left the ring must be verified again (and fail).
+                state
+                    .token_cache
+                    .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
+                state.issuer.replace_keys(keys);
+                *state.held_ring.lock().unwrap_or_else(|e| e.into_inner()) = ring;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys")
+            }
         }
     }
 }

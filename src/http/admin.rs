@@ -460,7 +460,7 @@ pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpR
     )
     .await
     .map_err(|e| {
-        if format!("{e:#}").contains("changed during rotation") {
+        if e.is::<crate::store::keyring::RotationConflict>() {
             ApiError::new(
                 actix_web::http::StatusCode::CONFLICT,
                 "rotation_conflict",

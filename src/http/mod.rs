@@ -51,6 +51,8 @@ pub struct State {
     /// Verified access tokens (forward auth, introspection): flushed with key changes.
     pub token_cache: Arc<crate::token::cache::VerifiedCache>,
     pub layout: crate::store::KeyLayout,
+    /// The key ring this node signs from (sealed form): put back into Redis if Redis loses it.
+    pub held_ring: Arc<std::sync::Mutex<crate::token::StoredRing>>,
 }
 
 impl State {
@@ -159,6 +161,9 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/v1/token", "POST").route(web::post().to(session::mint_token)))
         .service(
             fallback::resource("/v1/token/refresh", "POST").route(web::post().to(auth::refresh)),
+        )
+        .service(
+            fallback::resource("/v1/token/revoke", "POST").route(web::post().to(oauth::revoke_own)),
         )
         .service(
             fallback::resource("/.well-known/jwks.json", "GET").route(web::get().to(health::jwks)),

@@ -3,7 +3,7 @@
 use super::admin::{AdminKey, Scope};
 use super::{now_ms, State};
 use crate::error::ApiError;
-use crate::session::{AuthError, SessionId, SessionToken};
+use crate::session::{AuthError, RefreshToken, Session, SessionId, SessionToken};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -21,8 +21,65 @@ fn inactive() -> HttpResponse {
         .json(serde_json::json!({ "active": false }))
 }
 
-fn looks_like_jwt(token: &str) -> bool {
+pub fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.matches('.').count() == 2
+}
+
+/// `POST /v1/token/revoke` (RFC 7009, public listener): a client ends its own session with any
+/// token it holds, each token being its own authorization: a refresh token (current, last
+/// spent, or a proven older generation, which also counts as reuse), an access token, or a
+/// session token. 200 whether or not anything was live (nothing to reveal); a made-up secret
+/// for a known session id changes nothing. 503, never 200, when the revocation cannot be made.
+pub async fn revoke_own(
+    state: web::Data<State>,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    state.ensure_redis_policy()?;
+    let now = now_ms();
+    let token = form.token.trim();
+    if let Ok(refresh) = RefreshToken::parse(token, &state.regions) {
+        let kek = state.kek.clone();
+        state
+            .service
+            .revoke_by_refresh(&refresh, |data| kek.refresh_mac(data), now)
+            .await?;
+    } else if looks_like_jwt(token) {
+        if let Ok(session) = session_of_access_token(&state, token, now).await {
+            end(&state, &session, "access token revoked by its client").await?;
+        }
+    } else if let Ok(presented) = SessionToken::parse(token, &state.regions) {
+        match state.service.authenticate(&presented, now).await {
+            Ok(session) => end(&state, &session, "session token revoked by its client").await?,
+            Err(AuthError::NoSession) => {}
+            Err(AuthError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({})))
+}
+
+async fn end(state: &State, session: &Session, reason: &str) -> Result<(), ApiError> {
+    let actor = crate::audit::Actor::user(&session.record.user_id);
+    state.service.revoke(session, &actor, reason).await?;
+    Ok(())
+}
+
+/// The live session behind a valid, unrevoked access token of the same user: what an access
+/// token may end (the bearer of a token can act as its session anyway, for its few minutes).
+pub async fn session_of_access_token(
+    state: &State,
+    token: &str,
+    now: i64,
+) -> Result<Session, ApiError> {
+    let claims = state.check_access_token(token)?;
+    let gone = || ApiError::invalid_session();
+    let sid = SessionId::parse(&claims.sid, &state.regions).map_err(|_| gone())?;
+    let session = state.service.load(&sid, now).await?.ok_or_else(gone)?;
+    if session.record.user_id != claims.sub {
+        return Err(gone());
+    }
+    Ok(session)
 }
 
 /// `POST /admin/revoke` (RFC 7009): `token` (session token or access token),
@@ -34,6 +91,7 @@ pub async fn revoke(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Revoke)?;
+    state.ensure_redis_policy()?;
     let _ = &form.token_type_hint; // every type is recognised by its shape; the hint is optional
     let now = now_ms();
     let session = if looks_like_jwt(&form.token) {
@@ -73,6 +131,9 @@ pub async fn introspect(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Introspect)?;
+    // Introspection answers from Redis like every session route, so it fails closed with them
+    // while Redis could be evicting sessions.
+    state.ensure_redis_policy()?;
     let now = now_ms();
     let (mut body, session) = if looks_like_jwt(&form.token) {
         let Ok(claims) = state.check_access_token(&form.token) else {

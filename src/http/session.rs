@@ -59,11 +59,29 @@ pub async fn current(
         .json(body))
 }
 
-/// `POST /v1/logout`: ends the current session at once and expires the cookie.
+/// `POST /v1/logout`: ends the current session at once and expires the cookie. Native clients
+/// may present their access token (`Authorization: Bearer <JWT>`) instead of a session
+/// credential; the session behind it ends, and with it every token minted from it.
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if let Some(jwt) = bearer_access_token(&req) {
+        state.ensure_redis_policy()?;
+        let session = super::oauth::session_of_access_token(&state, jwt, now_ms()).await?;
+        state
+            .service
+            .revoke(
+                &session,
+                &crate::audit::Actor::user(&session.record.user_id),
+                "logout",
+            )
+            .await
+            .map_err(ApiError::from)?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "logged_out": true })));
+    }
     let (presented, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
@@ -82,6 +100,16 @@ pub async fn logout(
         response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
     }
     Ok(response.json(serde_json::json!({ "logged_out": true })))
+}
+
+/// The bearer value when it is shaped like a JWT (an access token, not a session token).
+fn bearer_access_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(super::credential::bearer_value)
+        .filter(|v| super::oauth::looks_like_jwt(v))
 }
 
 #[derive(Deserialize)]

@@ -69,6 +69,17 @@ pub enum RefreshOutcome {
     Unknown,
 }
 
+/// What the store made of a refresh token presented for revocation.
+#[derive(Debug, Clone)]
+pub enum RefreshRevocation {
+    /// The current or last spent secret: the session was ended.
+    Revoked(UserId),
+    /// A live native session whose current and previous secrets are not the presented one.
+    Mismatch { current: SecretHash, user: UserId },
+    /// No such live native session.
+    Unknown,
+}
+
 /// Result of a successful creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -130,6 +141,14 @@ pub trait SessionStore: Send + Sync {
 
     /// Records the session's first anomaly at `now`; `true` only for the call that recorded it.
     async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Ends a native session whose current (or last spent) refresh secret hashes to
+    /// `presented_hash`; see `store/lua/revoke_refresh.lua`. Never acts on anything else.
+    async fn revoke_by_refresh(
+        &self,
+        id: &SessionId,
+        presented_hash: &str,
+    ) -> Result<RefreshRevocation, StoreError>;
 
     /// Spends a native session's refresh token (see `store/lua/refresh.lua`).
     async fn refresh(&self, request: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError>;

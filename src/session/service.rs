@@ -11,7 +11,7 @@ use super::ports::{
     AccessToken, AdmitAll, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore,
     StoreError, TokenIssuer, UserGate,
 };
-use super::ports::{RefreshOutcome, RefreshRequest};
+use super::ports::{RefreshOutcome, RefreshRequest, RefreshRevocation};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
 use std::sync::Arc;
@@ -527,6 +527,51 @@ impl SessionService {
             },
             successor,
         ))
+    }
+
+    /// A native client's own logout: ends the session of `presented` when it is the current or
+    /// the last spent refresh secret, or a proven older generation (then it is also reuse, and
+    /// audited as such). `false`, and nothing changed, for anything else.
+    #[tracing::instrument(name = "Revoke by refresh token", skip_all, fields(session.id = %presented.id()))]
+    pub async fn revoke_by_refresh(
+        &self,
+        presented: &RefreshToken,
+        mac: impl Fn(&[u8]) -> [u8; 32],
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let outcome = self
+            .store
+            .revoke_by_refresh(presented.id(), &presented.hash().to_base64())
+            .await?;
+        let (user, reason) = match outcome {
+            RefreshRevocation::Revoked(user) => (user, "refresh token revoked by its client"),
+            RefreshRevocation::Mismatch { current, user }
+                if presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) =>
+            {
+                if !self.store.revoke(presented.id(), &user).await? {
+                    return Ok(false);
+                }
+                (
+                    user,
+                    "a spent refresh token was presented again; session revoked",
+                )
+            }
+            RefreshRevocation::Mismatch { .. } | RefreshRevocation::Unknown => return Ok(false),
+        };
+        self.feed.flush(presented.id().tag()).await;
+        let event = if reason.starts_with("a spent") {
+            "refresh_token_reused"
+        } else {
+            "session_revoked"
+        };
+        self.audit(
+            AuditEvent::new(event, &Actor::user(user.as_str()), now)
+                .user(user.as_str())
+                .session(presented.id().as_str())
+                .reason(reason),
+        )
+        .await;
+        Ok(true)
     }
 
     /// Issues a single-use grant for one operation (identified by its digest).

@@ -40,6 +40,11 @@ pub async fn load_or_create(
     Ok((ring, false))
 }
 
+/// Another node changed the ring while this one rotated it: retry.
+#[derive(Debug, thiserror::Error)]
+#[error("the key ring changed during rotation (another node rotated); try again")]
+pub struct RotationConflict;
+
 /// Rotates the ring (see `StoredRing::rotated`) with a compare-and-set, so two nodes rotating
 /// at once cannot overwrite each other; the loser reports the conflict.
 pub async fn rotate(
@@ -62,19 +67,9 @@ pub async fn rotate(
         serde_json::from_str(&raw).context("the key ring in Redis is not valid JSON")?;
     current.open(kek)?; // refuse to rotate a ring this KEK cannot read
     let next = current.rotated(alg, kek, now, publish_delay_ms, retire_after_ms)?;
-    let swapped: i64 = redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0",
-    )
-    .key(&key)
-    .arg(&raw)
-    .arg(serde_json::to_string(&next)?)
-    .invoke_async(&mut conn)
-    .await
-    .context("cannot store the rotated key ring")?;
-    anyhow::ensure!(
-        swapped == 1,
-        "the key ring changed during rotation (another node rotated); try again"
-    );
+    if !compare_and_set(&mut conn, &key, &raw, &serde_json::to_string(&next)?).await? {
+        return Err(RotationConflict.into());
+    }
     Ok(next)
 }
 
@@ -88,6 +83,85 @@ pub async fn rotate_as_configured(
 ) -> anyhow::Result<StoredRing> {
     let (publish, retire) = settings.rotation_delays();
     rotate(pool, keys, kek, settings.signing(), now, publish, retire).await
+}
+
+/// What `reconcile` found and did.
+#[derive(Debug)]
+pub enum Reconciled {
+    /// Redis holds every live key we hold (and maybe more, e.g. after a rotation elsewhere).
+    Current(StoredRing),
+    /// Redis had lost the ring; ours is back.
+    Restored(StoredRing),
+    /// Another node made a new ring meanwhile; ours are merged into it.
+    Merged(StoredRing),
+}
+
+impl Reconciled {
+    pub fn ring(&self) -> &StoredRing {
+        match self {
+            Reconciled::Current(r) | Reconciled::Restored(r) | Reconciled::Merged(r) => r,
+        }
+    }
+}
+
+/// Makes sure the ring in Redis holds every live key this node holds, and returns it. When
+/// Redis lost the ring (restart without persistence) the held copy goes back with `SET NX`;
+/// when another node created a fresh ring first, the held keys are merged in (compare-and-set),
+/// so every node publishes every key any node signs with. Never deletes a key.
+pub async fn reconcile(
+    pool: &deadpool_redis::Pool,
+    keys: &KeyLayout,
+    held: &StoredRing,
+    now: i64,
+) -> anyhow::Result<Reconciled> {
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
+    let key = keys.keyring();
+    for _ in 0..5 {
+        let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
+        let Some(raw) = raw else {
+            let restored: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(serde_json::to_string(held)?)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .context("cannot restore the key ring")?;
+            if restored.is_some() {
+                return Ok(Reconciled::Restored(held.clone()));
+            }
+            continue;
+        };
+        let current: StoredRing =
+            serde_json::from_str(&raw).context("the key ring in Redis is not valid JSON")?;
+        let Some(merged) = current.merged_with(held, now) else {
+            return Ok(Reconciled::Current(current));
+        };
+        if compare_and_set(&mut conn, &key, &raw, &serde_json::to_string(&merged)?).await? {
+            return Ok(Reconciled::Merged(merged));
+        }
+    }
+    anyhow::bail!("the key ring kept changing while it was being reconciled")
+}
+
+async fn compare_and_set(
+    conn: &mut deadpool_redis::Connection,
+    key: &str,
+    expected: &str,
+    next: &str,
+) -> anyhow::Result<bool> {
+    let swapped: i64 = redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0",
+    )
+    .key(key)
+    .arg(expected)
+    .arg(next)
+    .invoke_async(conn)
+    .await
+    .context("cannot store the key ring")?;
+    Ok(swapped == 1)
 }
 
 /// Reads the ring as it is now (for periodic refresh after a rotation).

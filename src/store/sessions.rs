@@ -5,7 +5,9 @@ use super::connection::PerThread;
 use super::keys::KeyLayout;
 use super::store_error;
 use crate::session::policy::OnLimit;
-use crate::session::ports::{CreateRequest, Created, RefreshOutcome, RefreshRequest};
+use crate::session::ports::{
+    CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
+};
 use crate::session::UnixMillis;
 use crate::session::{
     Acr, Region, SecretHash, Session, SessionId, SessionRecord, SessionStore, StoreError, UserId,
@@ -25,6 +27,8 @@ static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
 static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/anomaly.lua")));
 static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/refresh.lua")));
+static REVOKE_REFRESH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/revoke_refresh.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -296,6 +300,37 @@ impl SessionStore for RedisSessionStore {
                 _ => RefreshOutcome::Unknown,
             },
             _ => RefreshOutcome::Unknown,
+        })
+    }
+
+    async fn revoke_by_refresh(
+        &self,
+        id: &SessionId,
+        presented_hash: &str,
+    ) -> Result<RefreshRevocation, StoreError> {
+        let reply: Vec<String> = REVOKE_REFRESH
+            .key(self.keys.session(id))
+            .key(self.keys.outbox(id.tag()))
+            .arg(presented_hash)
+            .arg(id.as_str())
+            .arg(self.keys.user_index_prefix(id.tag()))
+            .arg(self.until())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        let user = |i: usize| reply.get(i).and_then(|u| UserId::parse(u).ok());
+        Ok(match reply.first().map(String::as_str) {
+            Some("revoked") => {
+                user(1).map_or(RefreshRevocation::Unknown, RefreshRevocation::Revoked)
+            }
+            Some("mismatch") => match (
+                reply.get(1).and_then(|h| SecretHash::from_base64(h)),
+                user(2),
+            ) {
+                (Some(current), Some(user)) => RefreshRevocation::Mismatch { current, user },
+                _ => RefreshRevocation::Unknown,
+            },
+            _ => RefreshRevocation::Unknown,
         })
     }
 

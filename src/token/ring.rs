@@ -16,6 +16,12 @@ use std::collections::HashMap;
 pub struct StoredRing {
     pub v: u8,
     pub keys: Vec<StoredKey>,
+    /// Random, set when a ring is first created and kept by every rotation: two rings with
+    /// different origins were created independently (a node started while Redis had lost the
+    /// ring), and only those are merged. Within one origin a key missing from Redis was retired
+    /// on purpose and must never come back from a stale copy.
+    #[serde(default)]
+    pub origin: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +45,7 @@ impl StoredRing {
         let (nonce, ciphertext) = kek.seal(&key.kid, key.pkcs8())?;
         Ok(Self {
             v: 1,
+            origin: uuid::Uuid::new_v4().simple().to_string(),
             keys: vec![StoredKey {
                 kid: key.kid,
                 alg,
@@ -85,7 +92,38 @@ impl StoredRing {
             nonce,
             ciphertext,
         });
-        Ok(Self { v: 1, keys })
+        Ok(Self {
+            v: 1,
+            keys,
+            origin: self.origin.clone(),
+        })
+    }
+
+    /// This ring plus the keys of `held` it lacks that are still live at `now`; `None` when it
+    /// lacks none. After Redis lost the ring and another node made a new one, merging makes
+    /// every node publish every key any node may still sign or have signed with.
+    pub fn merged_with(&self, held: &StoredRing, now: i64) -> Option<Self> {
+        if held.origin == self.origin {
+            return None; // same lineage: what Redis lacks was retired, not lost
+        }
+        let missing: Vec<StoredKey> = held
+            .keys
+            .iter()
+            .filter(|k| k.retire_at.is_none_or(|r| r > now))
+            .filter(|k| !self.keys.iter().any(|mine| mine.kid == k.kid))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let mut keys = self.keys.clone();
+        keys.extend(missing);
+        keys.sort_by(|a, b| (a.sign_from, &a.kid).cmp(&(b.sign_from, &b.kid)));
+        Some(Self {
+            v: 1,
+            keys,
+            origin: self.origin.clone(),
+        })
     }
 
     /// The newest key's creation time.
@@ -130,7 +168,8 @@ impl ActiveKeys {
         let (_, signer) = live
             .iter()
             .filter(|(s, _)| s.sign_from <= now)
-            .max_by_key(|(s, _)| s.sign_from)
+            // Ties (two rings merged after a data loss) break by kid: every node picks the same.
+            .max_by_key(|(s, _)| (s.sign_from, s.kid.clone()))
             .ok_or_else(|| anyhow!("the key ring has no key that may sign now"))?;
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
@@ -186,6 +225,44 @@ impl KeyLookup for ActiveKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_adds_only_the_live_keys_a_ring_lacks_and_every_node_picks_one_signer() {
+        let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let ours = StoredRing::first(SigningAlg::Es256, &kek, 1_000).unwrap();
+        let theirs = StoredRing::first(SigningAlg::Es256, &kek, 1_000).unwrap();
+        assert!(ours.merged_with(&ours, 2_000).is_none(), "nothing missing");
+        let union = theirs.merged_with(&ours, 2_000).unwrap();
+        assert_eq!(union.keys.len(), 2);
+        let other_way = ours.merged_with(&theirs, 2_000).unwrap();
+        let signer = |r: &StoredRing| {
+            ActiveKeys::from_ring(&r.open(&kek).unwrap(), 2_000)
+                .unwrap()
+                .signing_kid()
+                .to_owned()
+        };
+        assert_eq!(
+            signer(&union),
+            signer(&other_way),
+            "one signer, whichever merged"
+        );
+        let mut retired = ours.clone();
+        retired.keys[0].retire_at = Some(1_500);
+        assert!(
+            theirs.merged_with(&retired, 2_000).is_none(),
+            "retired keys stay out"
+        );
+        // Within one lineage a key missing from Redis was retired by a rotation: a stale copy
+        // never brings it back.
+        let rotated = ours.rotated(SigningAlg::Es256, &kek, 3_000, 0, 0).unwrap();
+        let mut after_retirement = rotated.clone();
+        after_retirement.keys.remove(0);
+        assert!(after_retirement.merged_with(&ours, 4_000).is_none());
+        assert!(
+            union.merged_with(&ours, 2_000).is_none(),
+            "a merged ring is complete"
+        );
+    }
 
     #[test]
     fn a_first_ring_opens_and_signs_with_its_only_key() {

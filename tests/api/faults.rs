@@ -148,6 +148,17 @@ async fn an_eviction_policy_set_at_runtime_stops_session_work_until_fixed() {
             .status(),
         503
     );
+    // Introspection answers from Redis too, so it fails closed with every other route.
+    let introspect = app
+        .client
+        .post(format!("{}/admin/introspect", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("token", created.token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(introspect).await.0, 503);
 
     let _: () = redis::cmd("CONFIG")
         .arg("SET")

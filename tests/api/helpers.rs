@@ -354,3 +354,22 @@ pub async fn error_code(response: reqwest::Response) -> (u16, String) {
         body["error"].as_str().expect("error code").to_owned(),
     )
 }
+
+/// An `application/x-www-form-urlencoded` body (RFC 7009/7662 endpoints).
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}

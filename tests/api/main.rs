@@ -2,6 +2,7 @@
 
 mod account;
 mod anomaly;
+mod attack;
 mod config;
 mod faults;
 mod helpers;

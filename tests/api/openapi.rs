@@ -43,3 +43,50 @@ async fn every_documented_operation_exists_on_its_listener() {
         }
     }
 }
+
+#[tokio::test]
+async fn every_405_names_the_documented_methods_in_allow() {
+    let redis = RedisServer::start();
+    let app = spawn_app(&redis).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{user_id}", "alice")
+            .replace("{id}", "v1_eu_abcd_AAAAAAAAAAAAAAAAAAAAAA");
+        let admin = path.starts_with("/admin") || path == "/metrics";
+        let base = if admin { &app.admin } else { &app.public };
+        let mut documented: Vec<String> = ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        documented.sort();
+        let response = app
+            .client
+            .patch(format!("{base}{concrete}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "PATCH {path}");
+        let allow = response
+            .headers()
+            .get("allow")
+            .unwrap_or_else(|| panic!("PATCH {path}: 405 without Allow"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "{path}: Allow {allow}");
+        assert_eq!(error_code(response).await.1, "method_not_allowed");
+    }
+}

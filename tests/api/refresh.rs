@@ -15,7 +15,7 @@ async fn app(grace_secs: i64) -> (RedisServer, TestApp) {
 }
 
 impl TestApp {
-    async fn native_login(&self) -> Value {
+    pub async fn native_login(&self) -> Value {
         let response = self
             .client
             .post(format!("{}/v1/login", self.public))
@@ -31,7 +31,7 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/token/refresh", self.public))
             .json(&json!({ "refresh_token": refresh_token }))
@@ -40,7 +40,7 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn check_jwt(&self, jwt: &str) -> u16 {
+    pub async fn check_jwt(&self, jwt: &str) -> u16 {
         self.client
             .get(format!("{}/v1/auth/check", self.public))
             .bearer_auth(jwt)

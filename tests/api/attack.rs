@@ -1,0 +1,577 @@
+//! Regressions from the outside attack (issue 8): each test reproduces a finding that held
+//! against the earlier build and must never hold again.
+
+use crate::helpers::*;
+use crate::users::*;
+use reqwest::Response;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tessera::Settings;
+
+async fn app_with(tweak: impl FnOnce(&mut Settings)) -> (RedisServer, TestApp) {
+    let redis = RedisServer::start();
+    let mut settings = test_settings(&redis);
+    settings.users_file = Some(write_users_file());
+    settings.users_reload_secs = 1;
+    settings.trusted_proxies = vec!["127.0.0.1/32".into()];
+    tweak(&mut settings);
+    let app = spawn_app_with(settings).await;
+    (redis, app)
+}
+
+/// Rewrites the users file atomically, with a distinct mtime, as config management would.
+fn edit_users_file(path: &Path, edit: impl FnOnce(String) -> String) {
+    std::thread::sleep(Duration::from_millis(1100));
+    let text = std::fs::read_to_string(path).unwrap();
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, edit(text)).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+/// Disables alice in the users file text.
+fn disable_alice(text: String) -> String {
+    text.replacen(
+        "username = \"alice\"",
+        "username = \"alice\"\ndisabled = true",
+        1,
+    )
+}
+
+/// Polls `probe` until it answers `status` (or the deadline passes); true when it did.
+async fn eventually<F, Fut>(status: u16, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if probe().await == status {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+impl TestApp {
+    async fn login_from(&self, ip: &str, username: &str, password: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login", self.public))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn mfa_from(&self, ip: &str, ticket: &str, code: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login/mfa", self.public))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "mfa_token": ticket, "totp": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn revoke_token(&self, token: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/token/revoke", self.public))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("token", token),
+                ("token_type_hint", "refresh_token"),
+            ]))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn access_token_of(&self, session_token: &str) -> String {
+        let minted: Value = self.mint(session_token, None).await.json().await.unwrap();
+        minted["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A code for bob that is certainly wrong now (±1 step is accepted, so step +5 is not).
+fn wrong_code() -> String {
+    let right = [bob_code(-1), bob_code(0), bob_code(1)];
+    (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !right.contains(c))
+        .unwrap()
+}
+
+// ---- 1. A missing fingerprint never means "trust what exists" ----
+
+#[tokio::test]
+async fn disabling_a_user_after_an_erasure_ends_their_new_session_and_its_tokens() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let first = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let erased = app
+        .client
+        .delete(format!("{}/admin/users/u-alice", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    assert_eq!(app.get_session_with_cookie(&first).await.status(), 401);
+
+    // Erasure dropped the fingerprint; alice logs in again and gets tokens that work at once
+    // (the erasure used to refuse her new tokens for ~16 minutes).
+    let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let jwt = app.access_token_of(&cookie).await;
+    assert_eq!(
+        app.check_jwt(&jwt).await,
+        200,
+        "new tokens work right after an erasure"
+    );
+
+    edit_users_file(app.settings.users_file.as_ref().unwrap(), disable_alice);
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_cookie(&cookie).await.status().as_u16()
+        })
+        .await,
+        "the disabled user's session ends"
+    );
+    assert_eq!(app.check_jwt(&jwt).await, 401, "and its access tokens die");
+    assert_eq!(app.mint(&cookie, None).await.status(), 401);
+    assert_eq!(
+        error_code(app.login("alice", ALICE_PW).await).await.1,
+        "account_disabled"
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_ends_sessions_even_when_redis_lost_the_fingerprint() {
+    let (redis, app) = app_with(|_| {}).await;
+    let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let jwt = app.access_token_of(&cookie).await;
+    // Redis loses the fingerprint key (partial data loss, an operator's DEL).
+    let mut conn = redis.conn();
+    let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
+    let key = format!("{}:f:{{{tag}}}:u-alice", app.settings.key_prefix);
+    let deleted: i64 = redis::Commands::del(&mut conn, &key).unwrap();
+    assert_eq!(deleted, 1, "{key} existed");
+
+    edit_users_file(app.settings.users_file.as_ref().unwrap(), |text| {
+        let new_hash = tessera::authn::password::hash_password("a brand new passphrase");
+        let start = text.find("$argon2id$").unwrap();
+        let end = start + text[start..].find('"').unwrap();
+        format!("{}{new_hash}{}", &text[..start], &text[end..])
+    });
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_cookie(&cookie).await.status().as_u16()
+        })
+        .await,
+        "a session nobody can vouch for ends when the entry changes"
+    );
+    assert!(
+        eventually(401, || async { app.check_jwt(&jwt).await }).await,
+        "and so do its tokens"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_refused_even_if_redis_forgot_to_revoke() {
+    let (redis, app) = app_with(|_| {}).await;
+    let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let jwt = app.access_token_of(&cookie).await;
+    // Simulate a Redis that lost the revocation: the fingerprint already says "disabled" (as if
+    // written before a restore), so the reload sees no change and revokes nothing.
+    edit_users_file(app.settings.users_file.as_ref().unwrap(), disable_alice);
+    let disabled_fp = tessera::authn::Directory::load(app.settings.users_file.as_ref().unwrap())
+        .unwrap()
+        .by_id("u-alice")
+        .unwrap()
+        .fingerprint
+        .clone();
+    let mut conn = redis.conn();
+    let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
+    let _: () = redis::Commands::set(
+        &mut conn,
+        format!("{}:f:{{{tag}}}:u-alice", app.settings.key_prefix),
+        &disabled_fp,
+    )
+    .unwrap();
+    // Whatever Redis remembers, the node's users file has the last word.
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_cookie(&cookie).await.status().as_u16()
+        })
+        .await
+    );
+    assert!(eventually(401, || async { app.check_jwt(&jwt).await }).await);
+}
+
+#[tokio::test]
+async fn the_admin_api_cannot_start_a_session_for_a_disabled_user() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let response = app
+        .admin_post("/admin/sessions", &json!({"user_id": "u-carol"}))
+        .await;
+    assert_eq!(error_code(response).await, (403, "account_disabled".into()));
+}
+
+// ---- 2. Refresh-token reuse needs a genuine earlier secret ----
+
+#[tokio::test]
+async fn a_made_up_refresh_secret_for_a_public_session_id_changes_nothing() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let login = app.native_login().await;
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    // The session id is public (the `sid` claim of every access token).
+    let claims = jwt_part(login["access_token"].as_str().unwrap(), 1);
+    let sid = claims["sid"].as_str().unwrap();
+    for forged in [
+        format!("tsr_r_{sid}.{}", "A".repeat(43)),
+        format!("tsr_r_{sid}.{}", "Z9_-".repeat(11).split_at(43).0),
+    ] {
+        assert_eq!(
+            error_code(app.refresh(&forged).await).await,
+            (401, "invalid_refresh_token".into())
+        );
+        assert_eq!(
+            app.revoke_token(&forged).await.status(),
+            200,
+            "RFC 7009: 200 regardless"
+        );
+    }
+    // The owner's session is untouched and no false reuse was recorded.
+    assert_eq!(app.refresh(&refresh).await.status(), 200);
+    let events = app.audit_events("user_id=u-alice").await;
+    assert!(!events.iter().any(|e| e["event"] == "refresh_token_reused"));
+}
+
+#[tokio::test]
+async fn a_genuine_refresh_token_three_generations_old_is_still_caught_as_reuse() {
+    let (_redis, app) = app_with(|s| s.refresh_grace_secs = 0).await;
+    let login = app.native_login().await;
+    let mut chain = vec![login["refresh_token"].as_str().unwrap().to_owned()];
+    for _ in 0..3 {
+        let next: Value = app
+            .refresh(chain.last().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        chain.push(next["refresh_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        error_code(app.refresh(&chain[0]).await).await,
+        (401, "refresh_token_reused".into())
+    );
+    assert_eq!(
+        error_code(app.refresh(&chain[3]).await).await.1,
+        "invalid_refresh_token",
+        "the family ended"
+    );
+}
+
+// ---- 3. Second-factor guessing is slowed per user, whatever the password does ----
+
+#[tokio::test]
+async fn wrong_totp_codes_count_per_user_across_tickets_and_networks_and_a_password_never_resets_them(
+) {
+    let (_redis, app) = app_with(|_| {}).await;
+    let wrong = wrong_code();
+    for (i, ip) in ["198.51.100.1", "198.51.101.1", "198.51.102.1"]
+        .iter()
+        .enumerate()
+    {
+        let first: Value = app
+            .login_from(ip, "bob", BOB_PW)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ticket = first["mfa_token"].as_str().unwrap();
+        let answer = app.mfa_from(ip, ticket, &wrong).await;
+        assert_eq!(error_code(answer).await.0, 401, "free guess {i}");
+    }
+    // A fourth guess, from yet another network with a fresh ticket after a correct password:
+    // delayed, and the delay is announced.
+    let first: Value = app
+        .login_from("203.0.113.50", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ticket = first["mfa_token"].as_str().unwrap().to_owned();
+    let delayed = app.mfa_from("203.0.113.50", &ticket, &wrong).await;
+    assert_eq!(delayed.status(), 429);
+    assert!(delayed.headers().contains_key("retry-after"));
+    // Even the right code waits its turn: a delay that checked the code first would be an oracle.
+    let right = app.mfa_from("203.0.113.50", &ticket, &bob_code(0)).await;
+    assert_eq!(right.status(), 429);
+    let events = app.audit_events("user_id=u-bob").await;
+    assert!(events.iter().any(|e| e["event"] == "rate_limited"
+        && e["reason"].as_str().unwrap_or("").contains("second factor")));
+}
+
+// ---- 4. Native clients can end their own session ----
+
+#[tokio::test]
+async fn a_native_client_revokes_its_refresh_token_and_its_access_tokens_die_at_once() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let login = app.native_login().await;
+    let refresh = login["refresh_token"].as_str().unwrap();
+    let jwt = login["access_token"].as_str().unwrap();
+    assert_eq!(app.check_jwt(jwt).await, 200);
+    let revoked = app.revoke_token(refresh).await;
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(
+        error_code(app.refresh(refresh).await).await.1,
+        "invalid_refresh_token"
+    );
+    assert!(eventually(401, || async { app.check_jwt(jwt).await }).await);
+    let events = app.audit_events("user_id=u-alice").await;
+    assert!(events.iter().any(|e| e["event"] == "session_revoked"));
+}
+
+#[tokio::test]
+async fn a_native_client_logs_out_with_its_access_token() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let login = app.native_login().await;
+    let jwt = login["access_token"].as_str().unwrap();
+    let out = app
+        .client
+        .post(format!("{}/v1/logout", app.public))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let refresh = login["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        error_code(app.refresh(refresh).await).await.1,
+        "invalid_refresh_token"
+    );
+    assert!(eventually(401, || async { app.check_jwt(jwt).await }).await);
+    // A second logout with the same (now revoked) token is a 401, not a 200.
+    let again = app
+        .client
+        .post(format!("{}/v1/logout", app.public))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+}
+
+#[tokio::test]
+async fn under_the_reject_policy_a_native_client_frees_its_own_slot() {
+    let (_redis, app) = app_with(|s| {
+        s.max_sessions_per_user = 1;
+        s.on_session_limit = tessera::session::policy::OnLimit::Reject;
+    })
+    .await;
+    let login = app.native_login().await;
+    let blocked = app.login("alice", ALICE_PW).await;
+    assert_eq!(error_code(blocked).await.1, "session_limit_reached");
+    app.revoke_token(login["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(app.login("alice", ALICE_PW).await.status(), 200);
+}
+
+// ---- 5. The per-username delay is a slowdown, never a lockout ----
+
+#[tokio::test]
+async fn an_attacker_timing_guesses_to_each_delay_cannot_keep_the_victim_out() {
+    let (_redis, app) = app_with(|s| s.login_max_delay_secs = 2).await;
+    let attacker = "192.0.2.66";
+    let victim = "198.51.100.23";
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut victim_logins = 0;
+    let mut attacker_refused = 0;
+    while Instant::now() < deadline {
+        // The attacker fires a wrong password the moment each delay expires.
+        let guess = app.login_from(attacker, "alice", "wrong guess").await;
+        if guess.status() == 429 {
+            attacker_refused += 1;
+        }
+        // The victim, who honours Retry-After, logs in between the attacker's guesses.
+        let mine = app.login_from(victim, "alice", ALICE_PW).await;
+        assert_eq!(mine.status(), 200, "the victim is never delayed");
+        victim_logins += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(attacker_refused > 0, "the attacker was slowed");
+    assert!(victim_logins >= 3);
+}
+
+#[tokio::test]
+async fn a_victim_who_mistyped_once_waits_at_most_the_cap_not_forever() {
+    let (_redis, app) = app_with(|s| {
+        s.login_max_delay_secs = 2;
+        s.login_global_free_failures = 3;
+        s.login_success_limit = 1000;
+    })
+    .await;
+    let victim = "198.51.100.23";
+    // The attacker pushes alice's global count past its threshold from many networks.
+    for n in 0..8 {
+        app.login_from(&format!("192.0.{n}.9"), "alice", "guess")
+            .await;
+    }
+    // The victim mistypes once, so the global count now applies to their network too.
+    app.login_from(victim, "alice", "typo").await;
+    let started = Instant::now();
+    let mut attacker_n = 10;
+    loop {
+        // The attacker keeps failing from fresh networks all the while.
+        attacker_n += 1;
+        app.login_from(&format!("192.0.{attacker_n}.9"), "alice", "guess")
+            .await;
+        let mine = app.login_from(victim, "alice", ALICE_PW).await;
+        if mine.status() == 200 {
+            break;
+        }
+        assert_eq!(mine.status(), 429);
+        let wait: u64 = mine.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(wait <= 2, "never more than the cap: {wait}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the victim got in"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+// ---- 7. Contract breaks ----
+
+#[tokio::test]
+async fn revoke_all_refuses_bad_bodies_and_changes_nothing() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let session = app.create_session("alice").await;
+    let url = format!("{}/admin/users/alice/revoke-all", app.admin);
+    let big = format!("{{\"reason\": \"{}\"}}", "x".repeat(128 * 1024));
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("application/json", "{".into(), 400),
+        ("application/json", "[\"why\"]".into(), 400),
+        (
+            "application/json",
+            "{\"reason\": \"x\", \"extra\": 1}".into(),
+            400,
+        ),
+        ("text/plain", "{\"reason\": \"x\"}".into(), 415),
+        ("application/json", big, 413),
+    ];
+    for (content_type, body, status) in cases {
+        let response = app
+            .client
+            .post(&url)
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await.0, status, "{content_type}");
+        assert_eq!(
+            app.get_session_with_bearer(&session.token).await.status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_positional_arrays_get_json_errors() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let session = app.create_session("alice").await;
+    let huge = app
+        .client
+        .post(format!("{}/v1/token", app.public))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"audience\": \"{}\"}}", "a".repeat(200 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(huge).await, (413, "payload_too_large".into()));
+    let array = app
+        .client
+        .post(format!("{}/v1/login", app.public))
+        .json(&json!(["alice", ALICE_PW]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(array).await, (400, "invalid_json".into()));
+}
+
+#[tokio::test]
+async fn a_sibling_apps_non_ascii_cookie_never_breaks_tessera() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let session = app.create_session("alice").await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "cookie",
+        reqwest::header::HeaderValue::from_bytes(
+            format!("lang=café; __Host-tessera={}; theme=🌙", session.token).as_bytes(),
+        )
+        .unwrap(),
+    );
+    let response = app
+        .client
+        .get(format!("{}/v1/session", app.public))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let only_theirs = app
+        .client
+        .get(format!("{}/v1/session", app.public))
+        .header(
+            "cookie",
+            reqwest::header::HeaderValue::from_bytes("lang=café".as_bytes()).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(only_theirs).await, (401, "no_session".into()));
+}
+
+#[tokio::test]
+async fn a_key_without_the_scope_gets_403_before_its_body_is_judged() {
+    let redis = RedisServer::start();
+    let mut settings = test_settings(&redis);
+    let audit_only = "audit-only-key-0123456789abcdef0123456789";
+    settings.admin_keys = vec![tessera::config::AdminKeyConfig {
+        name: "auditor".into(),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            audit_only.as_bytes(),
+        )),
+        scopes: vec!["audit".into()],
+        expires_at: None,
+    }];
+    let app = spawn_app_with(settings).await;
+    for (path, body) in [
+        ("/admin/sessions", "{not json"),
+        ("/admin/users/alice/revoke-all", "[1,2]"),
+        ("/admin/introspect", "%%%"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.admin))
+            .bearer_auth(audit_only)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (403, "insufficient_scope".into()),
+            "{path}"
+        );
+    }
+}
