@@ -106,10 +106,10 @@ impl Application {
         )
         .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules());
         let directory = match &settings.users_file {
-            Some(path) => Directory::load(path)?,
+            Some(path) => Some(Directory::load(path)?),
             None => {
                 tracing::warn!("no users file (TESSERA_USERS_FILE): /v1/login refuses everyone");
-                Directory::default()
+                None
             }
         };
         let login = LoginService::new(
@@ -126,10 +126,13 @@ impl Application {
             service.clone(),
             settings.login_limits(),
         );
-        login
-            .install(directory)
-            .await
-            .context("cannot sync the users file with Redis")?;
+        // Without a users file there is nothing to install, and nothing to judge as removed.
+        if let Some(directory) = directory {
+            login
+                .install(directory)
+                .await
+                .context("cannot sync the users file with Redis")?;
+        }
         if settings.admin_api_key.is_none() && settings.admin_keys.is_empty() {
             tracing::warn!("no admin API key configured (TESSERA_ADMIN_API_KEY): the admin API refuses every request");
         }

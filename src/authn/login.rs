@@ -8,7 +8,7 @@ use super::totp;
 use crate::audit::{Actor, AuditEvent};
 use crate::session::model::NativeClient;
 use crate::session::{
-    Acr, NewSession, Session, SessionService, SessionToken, StoreError, UnixMillis,
+    Acr, NewSession, Session, SessionService, SessionToken, StoreError, UnixMillis, UserId,
 };
 use crate::session::{RefreshToken, SessionSecret};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -141,18 +141,31 @@ impl LoginService {
                     .await;
             }
         }
-        for gone in previous
-            .users()
-            .filter(|u| directory.by_id(u.id.as_str()).is_none())
-        {
+        // Who was removed: what this node held, and what any node last installed (a node that
+        // starts after the edit never held the removed users, but Redis remembers them).
+        let mut removed: Vec<String> = self
+            .store
+            .known_users()
+            .await?
+            .into_iter()
+            .chain(previous.users().map(|u| u.id.as_str().to_owned()))
+            .filter(|id| directory.by_id(id).is_none())
+            .collect();
+        removed.sort();
+        removed.dedup();
+        for gone in &removed {
+            let Ok(gone) = UserId::parse(gone) else {
+                continue;
+            };
             self.sessions
-                .revoke_all(
-                    &gone.id,
-                    &Actor::system(),
-                    "user removed from the users file",
-                )
+                .revoke_all(&gone, &Actor::system(), "user removed from the users file")
                 .await?;
         }
+        let current: Vec<String> = directory
+            .users()
+            .map(|u| u.id.as_str().to_owned())
+            .collect();
+        self.store.set_known_users(&current, &removed).await?;
         Ok(())
     }
 

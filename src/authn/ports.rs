@@ -63,6 +63,14 @@ pub trait AuthStore: Send + Sync {
     async fn ticket_failure(&self, handle_hash: &str, max: u32) -> Result<(), StoreError>;
     /// Records `step` as used; `false` if it (or a later one) was used already: a replay.
     async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
+    /// The user ids the users file held at its last install by any node.
+    async fn known_users(&self) -> Result<Vec<String>, StoreError>;
+    /// Records the users file's ids now: adds `current`, drops `removed`.
+    async fn set_known_users(
+        &self,
+        current: &[String],
+        removed: &[String],
+    ) -> Result<(), StoreError>;
     /// Records the user's fingerprint; if it differs from the stored one, bumps the credential
     /// version and ends every session of the user. A missing stored fingerprint is trusted only
     /// when there is nothing to trust: no session and not `disabled`. Returns the number of

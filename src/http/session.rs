@@ -66,37 +66,28 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if let Some(jwt) = bearer_access_token(&req) {
-        state.ensure_redis_policy()?;
-        let session = super::oauth::session_of_access_token(&state, jwt, now_ms()).await?;
-        state
-            .service
-            .revoke(
-                &session,
-                &crate::audit::Actor::user(&session.record.user_id),
-                "logout",
-            )
-            .await
-            .map_err(ApiError::from)?;
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "logged_out": true })));
-    }
-    let (presented, session) = authenticated(&req, &state)
-        .await
-        .map_err(|e| clear_dead_cookie(&req, e))?;
+    let (session, is_cookie) = match bearer_access_token(&req) {
+        Some(jwt) => {
+            state.ensure_redis_policy()?;
+            let session = super::oauth::session_of_access_token(&state, jwt, now_ms()).await?;
+            (session, false)
+        }
+        None => {
+            let (presented, session) = authenticated(&req, &state)
+                .await
+                .map_err(|e| clear_dead_cookie(&req, e))?;
+            (session, presented.is_cookie())
+        }
+    };
+    let actor = crate::audit::Actor::user(&session.record.user_id);
     state
         .service
-        .revoke(
-            &session,
-            &crate::audit::Actor::user(&session.record.user_id),
-            "logout",
-        )
+        .revoke(&session, &actor, "logout")
         .await
         .map_err(ApiError::from)?;
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    if presented.is_cookie() {
+    if is_cookie {
         response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
     }
     Ok(response.json(serde_json::json!({ "logged_out": true })))

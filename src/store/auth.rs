@@ -137,6 +137,35 @@ impl AuthStore for RedisAuthStore {
         Ok(())
     }
 
+    async fn known_users(&self) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .clone()
+            .smembers(self.keys.users_file_members())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn set_known_users(
+        &self,
+        current: &[String],
+        removed: &[String],
+    ) -> Result<(), StoreError> {
+        let key = self.keys.users_file_members();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in removed.chunks(1000) {
+            pipe.srem(&key, chunk).ignore();
+        }
+        for chunk in current.chunks(1000) {
+            pipe.sadd(&key, chunk).ignore();
+        }
+        let _: () = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn put_ticket(
         &self,
         handle_hash: &str,

@@ -72,6 +72,12 @@ impl KeyLayout {
         format!("{}:mfa:{handle_hash}", self.prefix)
     }
 
+    /// `tsr:users`: the ids the users file held when a node last installed it, so a node that
+    /// starts after a user was removed still ends that user's sessions.
+    pub fn users_file_members(&self) -> String {
+        format!("{}:users", self.prefix)
+    }
+
     /// The global audit stream.
     pub fn audit(&self) -> String {
         format!("{}:audit", self.prefix)

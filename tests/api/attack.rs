@@ -209,6 +209,23 @@ async fn a_disabled_user_is_refused_even_if_redis_forgot_to_revoke() {
 }
 
 #[tokio::test]
+async fn a_user_removed_while_no_node_ran_loses_their_sessions_when_the_next_node_starts() {
+    let redis = RedisServer::start();
+    let mut settings = test_settings(&redis);
+    settings.users_file = Some(write_users_file());
+    let first = spawn_app_with(settings.clone()).await;
+    let cookie = TestApp::cookie_of(&first.login("alice", ALICE_PW).await);
+    drop(first); // every node is down while the operator edits the file
+    let path = settings.users_file.clone().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("[[users]]\nid = \"u-alice\"").unwrap();
+    let end = start + 1 + text[start + 1..].find("[[users]]").unwrap();
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let next = spawn_app_with(settings).await;
+    assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
+}
+
+#[tokio::test]
 async fn the_admin_api_cannot_start_a_session_for_a_disabled_user() {
     let (_redis, app) = app_with(|_| {}).await;
     let response = app
