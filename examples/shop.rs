@@ -39,7 +39,7 @@ async fn pay(
     guard: web::Data<SessionGuard>,
     body: web::Json<Payment>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, session) = guard.session(&req, tessera::http::now_ms()).await?;
+    let (_, session) = guard.session(&req, guard.now()).await?;
     let operation =
         serde_json::json!({ "action": "payment", "amount": body.amount, "payee": body.payee });
     let need = Requirement {

@@ -2,6 +2,7 @@
 
 use crate::authn::login::LoginService;
 use crate::authn::{Directory, PasswordHasher};
+use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::guard::SessionGuard;
 use crate::http::{self, fallback, State};
@@ -33,6 +34,11 @@ impl Application {
     /// Connects to Redis, checks it, loads (or creates) the key ring and binds both listeners.
     /// Port 0 binds a free port; ask `public_port()`/`admin_port()` which.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, crate::clock::system()).await
+    }
+
+    /// `build` with the clock every component reads (tests pass a `TestClock`).
+    pub async fn build_with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         settings.validate()?;
         crate::telemetry::metrics();
         let settings = Arc::new(settings);
@@ -49,12 +55,12 @@ impl Application {
             &layout,
             &kek,
             settings.signing(),
-            http::now_ms(),
+            clock.now_ms(),
         )
         .await?;
         let held_ring = Arc::new(std::sync::Mutex::new(ring.clone()));
         let opened = ring.open(&kek)?;
-        let keys = ActiveKeys::from_ring(&opened, http::now_ms())?;
+        let keys = ActiveKeys::from_ring(&opened, clock.now_ms())?;
         tracing::info!(
             kid = keys.signing_kid(),
             created,
@@ -70,8 +76,9 @@ impl Application {
         let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
         let per_thread = redis.per_thread();
         let keep_alive = per_thread.registry();
-        let store = RedisSessionStore::new(per_thread, layout.clone(), regions.clone())
-            .with_revocation_ttl(retention_ms);
+        let store =
+            RedisSessionStore::new(per_thread, layout.clone(), regions.clone(), clock.clone())
+                .with_revocation_ttl(retention_ms);
         let retention_ms =
             (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
         let feed = crate::store::revocations::RedisFeed::new(
@@ -80,6 +87,7 @@ impl Application {
             layout.clone(),
             &settings.region,
             retention_ms,
+            clock.clone(),
         );
         let directory_handle = crate::authn::directory::SharedDirectory::default();
         let service = SessionService::new(
@@ -93,7 +101,8 @@ impl Application {
         )
         .with_role_limits(settings.role_session_limits.clone())
         .with_feed(Arc::new(feed.clone()))
-        .with_gate(Arc::new(directory_handle.clone()));
+        .with_gate(Arc::new(directory_handle.clone()))
+        .with_clock(clock.clone());
         let revoked = Arc::new(std::sync::RwLock::new(
             crate::revocation::RevokedSet::default(),
         ));
@@ -122,6 +131,7 @@ impl Application {
                 redis.manager.clone(),
                 layout.clone(),
                 retention_ms,
+                clock.clone(),
             )),
             service.clone(),
             settings.login_limits(),
@@ -155,6 +165,7 @@ impl Application {
             token_cache: Arc::new(crate::token::cache::VerifiedCache::new(100_000)),
             layout: layout.clone(),
             held_ring,
+            clock: clock.clone(),
         };
 
         let public_listener = TcpListener::bind(&settings.public_addr)
@@ -302,7 +313,7 @@ async fn watch_keyring(state: State, pool: deadpool_redis::Pool) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let now = http::now_ms();
+        let now = state.clock.now_ms();
         let reconciled = match store::keyring::reconcile(&pool, &state.layout, &held, now).await {
             Ok(r) => r,
             Err(e) => {
@@ -344,7 +355,7 @@ async fn watch_keyring(state: State, pool: deadpool_redis::Pool) {
 /// Rotates the signing key when the newest one is older than `days` (every node may try; the
 /// compare-and-set lets exactly one win).
 async fn rotate_if_due(state: &State, pool: &deadpool_redis::Pool, days: u32) {
-    let now = http::now_ms();
+    let now = state.clock.now_ms();
     let newest = match store::keyring::load_current(pool, &state.layout).await {
         Ok(Some(ring)) => ring.newest(),
         _ => return,

@@ -69,6 +69,11 @@ impl SessionGuard {
         self
     }
 
+    /// Now, on the session service's clock.
+    pub fn now(&self) -> crate::clock::UnixMillis {
+        self.service.clock().now_ms()
+    }
+
     pub fn service(&self) -> &SessionService {
         &self.service
     }
@@ -174,6 +179,7 @@ pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard>
         redis.per_thread(),
         KeyLayout::new(settings.key_prefix.clone()),
         settings.known_regions(),
+        crate::clock::system(),
     );
     let service = SessionService::new(
         Arc::new(store),
@@ -248,7 +254,7 @@ impl FromRequest for Elevated {
                 .app_data::<Requirement>()
                 .ok_or_else(|| ApiError::internal("route has no Requirement in its app data"))?;
             Ok(guard
-                .elevated(&req, requirement, crate::http::now_ms())
+                .elevated(&req, requirement, guard.service.clock().now_ms())
                 .await?)
         })
     }

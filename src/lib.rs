@@ -19,6 +19,7 @@
 pub mod app;
 pub mod audit;
 pub mod authn;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod guard;

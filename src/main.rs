@@ -237,7 +237,7 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
         let (kek, _) =
             tessera::token::Kek::load(settings.kek.as_deref(), &settings.keys_dir, false)?;
         let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
-        let now = tessera::http::now_ms();
+        let now = tessera::clock::Clock::now_ms(&tessera::clock::SystemClock);
         let ring = tessera::store::keyring::rotate_as_configured(
             &redis.pool,
             &layout,

@@ -133,7 +133,7 @@ impl LoginService {
                         AuditEvent::new(
                             "credential_version_bumped",
                             &Actor::system(),
-                            crate::session::service::wall_clock(),
+                            self.sessions.clock().now_ms(),
                         )
                         .user(user.id.as_str())
                         .reason(&format!("users file entry changed; {n} sessions revoked")),

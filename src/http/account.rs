@@ -6,7 +6,7 @@
 
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
-use super::{cookie, now_ms, State};
+use super::{cookie, State};
 use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::guard;
@@ -46,7 +46,7 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (_, current) = caller(&req, &state, now).await?;
     let sessions = state
         .service
@@ -68,7 +68,7 @@ pub async fn revoke_one(
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (presented, current) = caller(&req, &state, now).await?;
     let target = path.into_inner();
     let is_current = target == current.id.as_str();
@@ -117,7 +117,7 @@ pub async fn revoke_many(
     state: web::Data<State>,
     query: web::Query<Scope>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (presented, current) = caller(&req, &state, now).await?;
     let user = owner(&current)?;
     let all = match query.scope.as_str() {

@@ -3,7 +3,7 @@
 
 use super::credential::bearer_value;
 use super::views::SessionView;
-use super::{now_ms, State};
+use super::State;
 use crate::error::ApiError;
 use crate::session::{Acr, NewSession, UserId};
 use actix_web::dev::Payload;
@@ -146,7 +146,10 @@ fn check_admin_key(req: &HttpRequest) -> Result<AdminKey, ApiError> {
         }
     }
     let entry = found.ok_or_else(refuse)?;
-    if entry.expires_at.is_some_and(|at| now_ms() >= at) {
+    if entry
+        .expires_at
+        .is_some_and(|at| state.clock.now_ms() >= at)
+    {
         tracing::warn!(key = %entry.name, "expired admin API key refused");
         return Err(ApiError::unauthorized(
             "expired_api_key",
@@ -255,7 +258,10 @@ pub async fn create_session(
         native: None,
         fingerprint,
     };
-    let (session, token) = state.service.create(new, &key.actor(), now_ms()).await?;
+    let (session, token) = state
+        .service
+        .create(new, &key.actor(), state.clock.now_ms())
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
@@ -279,7 +285,7 @@ pub async fn list_user_sessions(
             "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
         )
     })?;
-    let sessions = state.service.list(&user_id, now_ms()).await?;
+    let sessions = state.service.list(&user_id, state.clock.now_ms()).await?;
     let views: Vec<_> = sessions
         .iter()
         .map(|s| SessionView::new(s, false))
@@ -305,7 +311,7 @@ pub async fn elevate(
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let id = crate::session::SessionId::parse(&path.into_inner(), &state.regions)
         .map_err(|_| ApiError::not_found("no such session"))?;
     let mut session = state
@@ -347,7 +353,7 @@ pub async fn revoke_user_session(
     let user = path_user(&user)?;
     let victim = state
         .service
-        .find(&user, &id, now_ms())
+        .find(&user, &id, state.clock.now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
     state
@@ -450,7 +456,7 @@ pub async fn audit(
 /// `jwks_cache_secs`; older keys retire after the longest token lifetime plus leeway.
 pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Keys)?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let ring = crate::store::keyring::rotate_as_configured(
         &state.pool,
         &state.layout,

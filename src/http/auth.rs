@@ -2,7 +2,7 @@
 
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
-use super::{cookie, csrf, now_ms, State};
+use super::{cookie, csrf, State};
 use crate::authn::login::{ClientInfo, LoggedIn, LoginOutcome, NativeLifetimes};
 use crate::error::ApiError;
 use crate::session::service::RefreshError;
@@ -90,9 +90,12 @@ fn logged_in(state: &State, done: &LoggedIn) -> Result<HttpResponse, ApiError> {
             &done.session,
             &done.token,
             actix_web::http::StatusCode::OK,
+            state.clock.now_ms(),
         ));
     };
-    let access = state.service.mint(&done.session, None, now_ms())?;
+    let access = state
+        .service
+        .mint(&done.session, None, state.clock.now_ms())?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
@@ -109,8 +112,9 @@ fn established(
     session: &Session,
     token: &SessionToken,
     status: actix_web::http::StatusCode,
+    now: crate::clock::UnixMillis,
 ) -> HttpResponse {
-    let max_age = (session.record.expires_at - now_ms()) / 1000;
+    let max_age = (session.record.expires_at - now) / 1000;
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .append_header((
@@ -143,7 +147,7 @@ pub async fn login(
     let client = client_info(&req, &state, body.device_name, native);
     match state
         .login
-        .login(&body.username, &body.password, client, now_ms())
+        .login(&body.username, &body.password, client, state.clock.now_ms())
         .await?
     {
         LoginOutcome::Session(done) => logged_in(&state, &done),
@@ -170,7 +174,7 @@ pub async fn login_mfa(
     let native = native_or_browser(&state, body.client.as_deref())?;
     let done = state
         .login
-        .login_mfa(&body.mfa_token, &body.totp, native, now_ms())
+        .login_mfa(&body.mfa_token, &body.totp, native, state.clock.now_ms())
         .await?;
     logged_in(&state, &done)
 }
@@ -197,7 +201,7 @@ pub async fn refresh(
     };
     let presented =
         RefreshToken::parse(&body.refresh_token, &state.regions).map_err(|_| invalid())?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let grace_ms = state.settings.refresh_grace_secs * 1000;
     let kek = state.kek.clone();
     let (session, successor) = state
@@ -258,7 +262,7 @@ pub async fn step_up(
             .into());
         }
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (presented, mut session) = state
         .guard
         .session(&req, now)

@@ -8,7 +8,7 @@
 //! `X-Tessera-Acr`. Every answer has `Cache-Control: no-store` and `Vary: Cookie, Authorization`.
 
 use super::credential::bearer_value;
-use super::{now_ms, State};
+use super::State;
 use crate::error::ApiError;
 use crate::guard;
 use crate::session::policy::Requirement;
@@ -96,7 +96,7 @@ async fn decide(
             return Ok(allowed(&claims.sub, &claims.sid, &claims.acr));
         }
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (_, session) = state.guard.session(req, now).await?;
     if high {
         let acr = match query.acr.as_deref() {

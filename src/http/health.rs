@@ -18,7 +18,7 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         .revoked
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .staleness(super::now_ms());
+        .staleness(state.clock.now_ms());
     let feed_ok = staleness <= state.settings.revocation_max_staleness_secs as i64 * 1000;
     let ready = redis.is_ok() && policy_ok && feed_ok;
     if let Err(e) = &redis {
@@ -50,7 +50,7 @@ pub async fn metrics(state: web::Data<State>) -> HttpResponse {
     let handle = crate::telemetry::metrics();
     {
         let revoked = state.revoked.read().unwrap_or_else(|e| e.into_inner());
-        let staleness = revoked.staleness(super::now_ms());
+        let staleness = revoked.staleness(state.clock.now_ms());
         if staleness != i64::MAX {
             metrics::gauge!("tessera_revocation_feed_staleness_seconds")
                 .set(staleness as f64 / 1000.0);

@@ -22,7 +22,7 @@ pub mod user_admin;
 pub mod views;
 
 use crate::config::Settings;
-use crate::session::{Region, SessionService, UnixMillis};
+use crate::session::{Region, SessionService};
 use crate::token::Issuer;
 use actix_web::web;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +53,8 @@ pub struct State {
     pub layout: crate::store::KeyLayout,
     /// The key ring this node signs from (sealed form): put back into Redis if Redis loses it.
     pub held_ring: Arc<std::sync::Mutex<crate::token::StoredRing>>,
+    /// The one clock (a `TestClock` in tests).
+    pub clock: crate::clock::SharedClock,
 }
 
 impl State {
@@ -70,7 +72,7 @@ impl State {
         token: &str,
     ) -> Result<Arc<crate::token::AccessClaims>, crate::error::ApiError> {
         use crate::error::ApiError;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let leeway = self.settings.token_leeway_secs;
         let claims = match self.token_cache.get(token, now / 1000, leeway) {
             Some(claims) => claims,
@@ -116,14 +118,6 @@ impl State {
             ))
         }
     }
-}
-
-/// Wall-clock now in milliseconds: read here, at the edge, and passed into the domain.
-pub fn now_ms() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// The public listener's whole surface.

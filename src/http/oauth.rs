@@ -1,7 +1,7 @@
 //! RFC 7009 token revocation and RFC 7662 token introspection, on the admin listener.
 
 use super::admin::{AdminKey, Scope};
-use super::{now_ms, State};
+use super::State;
 use crate::error::ApiError;
 use crate::session::{AuthError, RefreshToken, Session, SessionId, SessionToken};
 use actix_web::http::header;
@@ -35,7 +35,7 @@ pub async fn revoke_own(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     state.ensure_redis_policy()?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let token = form.token.trim();
     if let Ok(refresh) = RefreshToken::parse(token, &state.regions) {
         let kek = state.kek.clone();
@@ -93,7 +93,7 @@ pub async fn revoke(
     key.require(Scope::Revoke)?;
     state.ensure_redis_policy()?;
     let _ = &form.token_type_hint; // every type is recognised by its shape; the hint is optional
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let session = if looks_like_jwt(&form.token) {
         match state.issuer.validate(&form.token, now / 1000) {
             Ok(claims) => match SessionId::parse(&claims.sid, &state.regions) {
@@ -134,7 +134,7 @@ pub async fn introspect(
     // Introspection answers from Redis like every session route, so it fails closed with them
     // while Redis could be evicting sessions.
     state.ensure_redis_policy()?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let (mut body, session) = if looks_like_jwt(&form.token) {
         let Ok(claims) = state.check_access_token(&form.token) else {
             return Ok(inactive());

@@ -2,7 +2,7 @@
 
 use super::credential::Presented;
 use super::views::SessionView;
-use super::{cookie, now_ms, State};
+use super::{cookie, State};
 use crate::error::ApiError;
 use crate::session::Session;
 use actix_web::http::header;
@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 async fn authenticated(req: &HttpRequest, state: &State) -> Result<(Presented, Session), ApiError> {
-    state.guard.session(req, now_ms()).await
+    state.guard.session(req, state.clock.now_ms()).await
 }
 
 /// A 401 for a cookie client also expires the dead cookie.
@@ -69,7 +69,8 @@ pub async fn logout(
     let (session, is_cookie) = match bearer_access_token(&req) {
         Some(jwt) => {
             state.ensure_redis_policy()?;
-            let session = super::oauth::session_of_access_token(&state, jwt, now_ms()).await?;
+            let session =
+                super::oauth::session_of_access_token(&state, jwt, state.clock.now_ms()).await?;
             (session, false)
         }
         None => {
@@ -123,7 +124,7 @@ pub async fn mint_token(
     let audience = request.and_then(|r| r.audience);
     let token = state
         .service
-        .mint(&session, audience.as_deref(), now_ms())
+        .mint(&session, audience.as_deref(), state.clock.now_ms())
         .map_err(ApiError::from)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -1,7 +1,6 @@
 //! `/v1/admin/users/{user_id}/sessions`: human admins on the public listener. They need the
 //! `admin` role and an `mfa` authentication from the last 5 minutes (the high-risk guard).
 
-use super::now_ms;
 use super::views::SessionView;
 use crate::audit::Actor;
 use crate::error::ApiError;
@@ -34,7 +33,10 @@ pub async fn list(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path.into_inner())?;
-    let sessions = guard.service().list(&user, now_ms()).await?;
+    let sessions = guard
+        .service()
+        .list(&user, guard.service().clock().now_ms())
+        .await?;
     tracing::info!(actor = %admin.session.record.user_id, user.id = %user, "admin listed sessions");
     let views: Vec<_> = sessions
         .iter()
@@ -68,7 +70,7 @@ pub async fn revoke_one(
     let user = user_id(&user)?;
     let victim = guard
         .service()
-        .find(&user, &id, now_ms())
+        .find(&user, &id, guard.service().clock().now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
     let actor = Actor::admin_user(&admin.session.record.user_id);

@@ -19,4 +19,4 @@ pub use ports::{SessionStore, StoreError, TokenIssuer};
 pub use service::{AuthError, SessionService};
 
 /// Milliseconds since the Unix epoch. Every rule takes `now` as one of these.
-pub type UnixMillis = i64;
+pub use crate::clock::UnixMillis;

@@ -14,6 +14,7 @@ use super::ports::{
 use super::ports::{RefreshOutcome, RefreshRequest, RefreshRevocation};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
+use crate::clock::SharedClock;
 use std::sync::Arc;
 
 /// Why a credential did not yield a live session.
@@ -57,6 +58,7 @@ pub struct SessionService {
     audit: Arc<dyn Auditor>,
     feed: Arc<dyn RevocationSink>,
     gate: Arc<dyn UserGate>,
+    clock: SharedClock,
 }
 
 impl SessionService {
@@ -80,7 +82,20 @@ impl SessionService {
             audit,
             feed: Arc::new(NoFeed),
             gate: Arc::new(AdmitAll),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Reads time from `clock` (a `TestClock` in tests) for audit stamps and the operations
+    /// that take no `now` of their own.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The service's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Asks `gate` on every use of a session whether its user is still let in.
@@ -314,7 +329,7 @@ impl SessionService {
         if revoked {
             self.feed.flush(session.id.tag()).await;
             self.audit(
-                AuditEvent::new("session_revoked", actor, wall_clock())
+                AuditEvent::new("session_revoked", actor, self.clock.now_ms())
                     .user(user.as_str())
                     .session(session.id.as_str())
                     .reason(reason),
@@ -359,7 +374,7 @@ impl SessionService {
         let n = self.store.revoke_all(user).await?;
         self.feed.flush(&user.tag()).await;
         self.audit(
-            AuditEvent::new("credential_version_bumped", actor, wall_clock())
+            AuditEvent::new("credential_version_bumped", actor, self.clock.now_ms())
                 .user(user.as_str())
                 .reason(&format!("{reason}; {n} sessions revoked")),
         )
@@ -372,7 +387,7 @@ impl SessionService {
         let n = self.store.erase_user(user).await?;
         self.feed.flush(&user.tag()).await;
         self.audit(
-            AuditEvent::new("user_erased", actor, wall_clock())
+            AuditEvent::new("user_erased", actor, self.clock.now_ms())
                 .user(user.as_str())
                 .reason(&format!("{n} sessions revoked")),
         )
@@ -623,12 +638,4 @@ impl SessionService {
     ) -> Result<AccessToken, MintError> {
         self.issuer.mint(session, audience, now)
     }
-}
-
-/// Wall-clock milliseconds, for audit timestamps of operations that take no `now`.
-pub(crate) fn wall_clock() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

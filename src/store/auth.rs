@@ -4,6 +4,7 @@ use super::keys::KeyLayout;
 use super::store_error;
 use crate::authn::limits::PasswordFailures;
 use crate::authn::ports::{AuthStore, MfaTicket};
+use crate::clock::SharedClock;
 use crate::session::{StoreError, UserId};
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -26,14 +27,21 @@ pub struct RedisAuthStore {
     conn: ConnectionManager,
     keys: KeyLayout,
     revocation_ttl_ms: i64,
+    clock: SharedClock,
 }
 
 impl RedisAuthStore {
-    pub fn new(conn: ConnectionManager, keys: KeyLayout, revocation_ttl_ms: i64) -> Self {
+    pub fn new(
+        conn: ConnectionManager,
+        keys: KeyLayout,
+        revocation_ttl_ms: i64,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             conn,
             keys,
             revocation_ttl_ms,
+            clock,
         }
     }
 
@@ -233,7 +241,7 @@ impl AuthStore for RedisAuthStore {
         fingerprint: &str,
         disabled: bool,
     ) -> Result<Option<u64>, StoreError> {
-        let now = crate::http::now_ms();
+        let now = self.clock.now_ms();
         let n: i64 = SYNC
             .key(self.keys.credential_version(user))
             .key(self.keys.user_index(user))

@@ -3,6 +3,7 @@
 //! multiplexed connection, where it would hold up every other request).
 
 use super::store_error;
+use crate::clock::SharedClock;
 use crate::revocation::{Revocation, RevokedSet};
 use crate::session::{StoreError, UnixMillis};
 use anyhow::Context;
@@ -27,10 +28,7 @@ pub struct RedisFeed {
     key: String,
     /// Entries older than this are trimmed: every token they concern has expired.
     retention_ms: i64,
-}
-
-fn now_ms() -> UnixMillis {
-    crate::http::now_ms()
+    clock: SharedClock,
 }
 
 impl RedisFeed {
@@ -40,6 +38,7 @@ impl RedisFeed {
         keys: super::KeyLayout,
         region: &str,
         retention_ms: i64,
+        clock: SharedClock,
     ) -> Self {
         let key = keys.revocations(region);
         Self {
@@ -48,7 +47,12 @@ impl RedisFeed {
             client,
             key,
             retention_ms,
+            clock,
         }
+    }
+
+    fn now_ms(&self) -> UnixMillis {
+        self.clock.now_ms()
     }
 
     pub fn retention_ms(&self) -> i64 {
@@ -58,7 +62,7 @@ impl RedisFeed {
     /// Appends an entry (and trims entries past retention).
     pub async fn publish(&self, entry: &Revocation) -> Result<String, StoreError> {
         let json = serde_json::to_string(entry).map_err(|e| StoreError::Other(e.into()))?;
-        let min_id = format!("{}-0", (now_ms() - self.retention_ms).max(0));
+        let min_id = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
         redis::cmd("XADD")
             .arg(&self.key)
             .arg("MINID")
@@ -80,7 +84,7 @@ impl RedisFeed {
     ) -> Result<Vec<FeedEntry>, StoreError> {
         let start = match after {
             Some(id) => format!("({id}"),
-            None => format!("{}-0", (now_ms() - self.retention_ms).max(0)),
+            None => format!("{}-0", (self.now_ms() - self.retention_ms).max(0)),
         };
         let reply: StreamRangeReply = redis::cmd("XRANGE")
             .arg(&self.key)
@@ -107,7 +111,7 @@ impl RedisFeed {
     /// Follows the feed forever: applies entries to `set` and re-broadcasts them (for SSE).
     /// Reconnects after failures and resumes from the last id it saw.
     pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
-        let mut last = format!("{}-0", (now_ms() - self.retention_ms).max(0));
+        let mut last = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
         loop {
             let mut conn = match self.follower_connection().await {
                 Ok(c) => c,
@@ -136,7 +140,7 @@ impl RedisFeed {
                         break;
                     }
                 };
-                let now = now_ms();
+                let now = self.now_ms();
                 let entries: Vec<FeedEntry> = reply
                     .into_iter()
                     .flat_map(|r| r.keys)
@@ -228,7 +232,10 @@ impl RedisFeed {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Err(e) = self.publish(&Revocation::Heartbeat { at: now_ms() }).await {
+            if let Err(e) = self
+                .publish(&Revocation::Heartbeat { at: self.now_ms() })
+                .await
+            {
                 tracing::debug!(error = %e, "revocation feed heartbeat failed");
             }
         }

@@ -4,6 +4,7 @@
 use super::connection::PerThread;
 use super::keys::KeyLayout;
 use super::store_error;
+use crate::clock::SharedClock;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
     CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
@@ -39,15 +40,22 @@ pub struct RedisSessionStore {
     regions: Vec<Region>,
     /// How long a pushed revocation must live (longest token lifetime + leeway).
     revocation_ttl_ms: i64,
+    clock: SharedClock,
 }
 
 impl RedisSessionStore {
-    pub fn new(conns: PerThread, keys: KeyLayout, regions: Vec<Region>) -> Self {
+    pub fn new(
+        conns: PerThread,
+        keys: KeyLayout,
+        regions: Vec<Region>,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             conns,
             keys,
             regions,
             revocation_ttl_ms: 16 * 60 * 1000,
+            clock,
         }
     }
 
@@ -58,7 +66,7 @@ impl RedisSessionStore {
 
     /// `until` of a revocation written now.
     fn until(&self) -> i64 {
-        crate::http::now_ms() + self.revocation_ttl_ms
+        self.clock.now_ms() + self.revocation_ttl_ms
     }
 
     /// This thread's multiplexed connection.

@@ -15,6 +15,7 @@
 pub mod extract;
 mod sse;
 
+use crate::clock::SharedClock;
 use crate::revocation::{Revocation, RevokedSet};
 use crate::token::{
     validate_access_token, AccessClaims, KeyLookup, TokenError, Validation, VerifyingKey,
@@ -44,6 +45,8 @@ pub struct VerifierConfig {
     pub refetch_interval: Duration,
     /// Regular JWKS refresh (picks up rotations and retirements).
     pub jwks_refresh: Duration,
+    /// Expiry and feed staleness are judged on this clock (a `TestClock` in tests).
+    pub clock: SharedClock,
 }
 
 impl VerifierConfig {
@@ -58,6 +61,7 @@ impl VerifierConfig {
             cache_capacity: 100_000,
             refetch_interval: Duration::from_secs(30),
             jwks_refresh: Duration::from_secs(300),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -144,10 +148,6 @@ pub struct Verifier {
     inner: Arc<Inner>,
 }
 
-fn now_ms() -> i64 {
-    crate::http::now_ms()
-}
-
 impl Verifier {
     /// Fetches the JWKS once (an error if Tessera cannot be reached at all: a verifier with no
     /// keys would refuse everything) and starts the background refresh and feed follower.
@@ -187,7 +187,7 @@ impl Verifier {
             .revoked
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .staleness(now_ms())
+            .staleness(self.inner.config.clock.now_ms())
     }
 
     pub fn is_stale(&self) -> bool {
@@ -196,7 +196,7 @@ impl Verifier {
 
     /// Verifies an access token: cached by exact bytes, expiry and revocation on every call.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let now = now_ms();
+        let now = self.inner.config.clock.now_ms();
         if self.inner.config.fail_closed_when_stale && self.is_stale() {
             return Err(VerifyError::Stale);
         }
@@ -266,7 +266,7 @@ impl Verifier {
             .revoked
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .apply(entry, now_ms());
+            .apply(entry, inner.config.clock.now_ms());
     }
 }
 

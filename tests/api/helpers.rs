@@ -171,6 +171,8 @@ pub struct TestApp {
     pub admin: String,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// The node's clock: advance it to pass a deadline instead of sleeping.
+    pub clock: tessera::clock::TestClock,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -188,7 +190,8 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         tessera::telemetry::init("pretty", "debug");
     }
-    let app = Application::build(settings.clone())
+    let clock = tessera::clock::TestClock::new();
+    let app = Application::build_with_clock(settings.clone(), clock.shared())
         .await
         .expect("application failed to start");
     let guard = app.session_guard();
@@ -206,6 +209,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
             .build()
             .unwrap(),
         settings,
+        clock,
         server,
     }
 }

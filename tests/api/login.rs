@@ -292,7 +292,7 @@ async fn repeated_failures_for_one_username_escalate_delays_without_locking_out(
     let delayed = app.login("alice", ALICE_PW).await;
     assert!(delayed.headers().get("retry-after").is_some());
     assert_eq!(error_code(delayed).await, (429, "rate_limited".into()));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(Duration::from_millis(1100));
     assert_eq!(
         app.login("alice", ALICE_PW).await.status(),
         200,
@@ -432,7 +432,7 @@ async fn recent_authentication_expires_and_step_up_renews_it() {
     let (_redis, app) = app_with_users(|s| s.recent_auth_secs = 1).await;
     let first = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let _second = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_millis(2100));
     let stale = app.delete_bearer("/v1/sessions?scope=others", &first).await;
     assert_eq!(
         stale.headers()["www-authenticate"],

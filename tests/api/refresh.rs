@@ -95,7 +95,7 @@ async fn each_refresh_rotates_and_a_spent_token_after_the_window_kills_the_sessi
     let r2 = second["refresh_token"].as_str().unwrap().to_owned();
     let jwt = second["access_token"].as_str().unwrap().to_owned();
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.clock.advance(Duration::from_millis(1200));
     let reused = app.refresh(&r1).await;
     assert_eq!(
         error_code(reused).await,

@@ -301,8 +301,12 @@ async fn revocations_left_in_an_outbox_by_a_crashed_node_are_swept_to_the_feed()
         .unwrap();
     let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
     let regions = settings.known_regions();
-    let store =
-        tessera::store::RedisSessionStore::new(conns.per_thread(), layout.clone(), regions.clone());
+    let store = tessera::store::RedisSessionStore::new(
+        conns.per_thread(),
+        layout.clone(),
+        regions.clone(),
+        tessera::clock::system(),
+    );
     let sid = SessionId::parse(created.session["id"].as_str().unwrap(), &regions).unwrap();
     assert!(store
         .revoke(&sid, &UserId::parse("alice").unwrap())

@@ -241,7 +241,7 @@ async fn a_session_dies_after_its_idle_timeout() {
         app.get_session_with_bearer(&created.token).await.status(),
         200
     );
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    app.clock.advance(Duration::from_millis(1300));
     assert_eq!(
         app.get_session_with_bearer(&created.token).await.status(),
         401
@@ -296,7 +296,7 @@ async fn use_renews_the_idle_deadline_but_only_after_a_fifth_of_it() {
 
     // Keep using it past the original 3 s idle deadline: every use after 0.6 s renews.
     for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        app.clock.advance(Duration::from_millis(800));
         assert_eq!(
             app.get_session_with_bearer(&created.token).await.status(),
             200
@@ -321,9 +321,9 @@ async fn a_session_dies_at_its_absolute_deadline_however_active() {
             app.get_session_with_bearer(&created.token).await.status(),
             200
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.clock.advance(Duration::from_millis(500));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    app.clock.advance(Duration::from_millis(700));
     assert_eq!(
         app.get_session_with_bearer(&created.token).await.status(),
         401

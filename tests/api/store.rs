@@ -16,7 +16,12 @@ async fn store(redis: &RedisServer) -> (RedisSessionStore, KeyLayout) {
     let layout = KeyLayout::new(settings.key_prefix.clone());
     let regions = vec![Region::parse("eu").unwrap()];
     (
-        RedisSessionStore::new(conns.per_thread(), layout.clone(), regions),
+        RedisSessionStore::new(
+            conns.per_thread(),
+            layout.clone(),
+            regions,
+            tessera::clock::system(),
+        ),
         layout,
     )
 }
