@@ -57,7 +57,7 @@ async fn pay(
 async fn main() -> anyhow::Result<()> {
     let settings = tessera::Settings::load(None)?;
     tessera::telemetry::init("pretty", "info");
-    let guard = tessera::guard::connect(&settings).await?;
+    let guard = tessera::connect_guard(&settings).await?;
     let public = std::env::var("SHOP_TESSERA_PUBLIC")
         .unwrap_or_else(|_| format!("http://{}", settings.public_addr));
     let admin = std::env::var("SHOP_TESSERA_ADMIN")

@@ -4,7 +4,7 @@ use crate::authn::login::LoginService;
 use crate::authn::{Directory, PasswordHasher};
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::guard::SessionGuard;
+use crate::http::guard::SessionGuard;
 use crate::http::{self, fallback, State};
 use crate::session::SessionService;
 use crate::store::auth::RedisAuthStore;
@@ -410,5 +410,48 @@ async fn watch_users_file(state: State, path: std::path::PathBuf) {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Connects a guard for an application embedding Tessera's checks (see `examples/shop.rs`):
+/// it reads sessions from the same Redis with the same settings, and never mints tokens.
+pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<SessionGuard> {
+    use crate::store::{KeyLayout, RedisConnections, RedisSessionStore};
+    settings.validate()?;
+    let redis = RedisConnections::connect(&settings.redis()).await?;
+    let store = RedisSessionStore::new(
+        redis.per_thread(),
+        KeyLayout::new(settings.key_prefix.clone()),
+        settings.known_regions(),
+        crate::clock::system(),
+    );
+    let service = SessionService::new(
+        Arc::new(store),
+        Arc::new(NoMinting),
+        settings.session_policy(),
+        settings.limit_policy(),
+        settings.home_region(),
+        settings.known_regions(),
+        Arc::new(crate::audit::LogOnly),
+    );
+    Ok(SessionGuard::new(
+        service,
+        settings.allowed_origins.clone(),
+        Arc::new(AtomicBool::new(true)),
+    )
+    .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
+}
+
+/// The token issuer of a process that only checks sessions.
+struct NoMinting;
+
+impl crate::session::TokenIssuer for NoMinting {
+    fn mint(
+        &self,
+        _: &crate::session::Session,
+        _: Option<&str>,
+        _: crate::clock::UnixMillis,
+    ) -> Result<crate::session::ports::AccessToken, crate::session::ports::MintError> {
+        Err(anyhow::anyhow!("this process checks sessions only; mint tokens at Tessera").into())
     }
 }

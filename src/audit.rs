@@ -2,7 +2,7 @@
 //! and mirrored to structured logs, which are the durable record. High-volume events (token
 //! mints) are not audited.
 
-use crate::session::UnixMillis;
+use crate::clock::UnixMillis;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

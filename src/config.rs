@@ -276,7 +276,7 @@ impl Settings {
             if let Some(s) = key
                 .scopes
                 .iter()
-                .find(|s| crate::http::admin::Scope::parse(s).is_none())
+                .find(|s| crate::scope::Scope::parse(s).is_none())
             {
                 return Err(bad(&field, format!("unknown scope '{s}'")));
             }

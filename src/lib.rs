@@ -22,14 +22,16 @@ pub mod authn;
 pub mod clock;
 pub mod config;
 pub mod error;
-pub mod guard;
 pub mod http;
 pub mod revocation;
+pub mod scope;
 pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod verify;
 
-pub use app::Application;
+pub use app::{connect_guard, Application};
 pub use config::Settings;
+/// The session guard and its extractors live in `http`; this path is kept for embedders.
+pub use http::guard;

@@ -5,7 +5,7 @@
 //! An entry lives until `revoked_at + max token lifetime + leeway`: after that every token it
 //! could concern has expired by itself.
 
-use crate::session::UnixMillis;
+use crate::clock::UnixMillis;
 use std::collections::HashMap;
 
 /// One entry of the revocation feed.

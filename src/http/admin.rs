@@ -14,42 +14,7 @@ use sha2::{Digest, Sha256};
 use std::future::{ready, Ready};
 use subtle::ConstantTimeEq;
 
-/// What an admin key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Sessions,
-    Introspect,
-    Revoke,
-    Revocations,
-    Keys,
-    Audit,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 6] = [
-        Scope::Sessions,
-        Scope::Introspect,
-        Scope::Revoke,
-        Scope::Revocations,
-        Scope::Keys,
-        Scope::Audit,
-    ];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Sessions => "sessions",
-            Scope::Introspect => "introspect",
-            Scope::Revoke => "revoke",
-            Scope::Revocations => "revocations",
-            Scope::Keys => "keys",
-            Scope::Audit => "audit",
-        }
-    }
-}
+pub use crate::scope::Scope;
 
 /// A configured admin key, ready for constant-time matching.
 #[derive(Clone, Debug)]

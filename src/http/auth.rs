@@ -11,7 +11,6 @@ use crate::session::{Session, SessionToken};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,13 +226,6 @@ pub async fn refresh(
         })))
 }
 
-/// Canonical digest of an operation description: sorted keys, no whitespace.
-pub fn operation_digest(operation: &serde_json::Map<String, serde_json::Value>) -> String {
-    // serde_json maps are sorted by key (no `preserve_order`), so this is canonical.
-    let canonical = serde_json::Value::Object(operation.clone()).to_string();
-    hex::encode(Sha256::digest(canonical.as_bytes()))
-}
-
 /// `POST /v1/session/step-up`: re-verify and become elevated (or earn a grant for one bound
 /// operation). The secret rotates either way; the old credential dies at once.
 pub async fn step_up(
@@ -285,7 +277,12 @@ pub async fn step_up(
             let ttl = state.settings.step_up_grant_secs;
             state
                 .service
-                .grant(&session, &operation_digest(operation), level, ttl * 1000)
+                .grant(
+                    &session,
+                    &crate::session::grant::operation_digest(operation),
+                    level,
+                    ttl * 1000,
+                )
                 .await
                 .map_err(ApiError::from)?;
             Some(ttl)
@@ -319,24 +316,4 @@ pub async fn step_up(
         body["session_token"] = token.expose().into();
     }
     Ok(response.json(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::operation_digest;
-
-    #[test]
-    fn operation_digests_ignore_key_order_but_not_values() {
-        let a: serde_json::Map<_, _> =
-            serde_json::from_str(r#"{"action":"payment","amount":"120.00 EUR","payee":"x"}"#)
-                .unwrap();
-        let b: serde_json::Map<_, _> =
-            serde_json::from_str(r#"{"payee":"x","amount":"120.00 EUR","action":"payment"}"#)
-                .unwrap();
-        let c: serde_json::Map<_, _> =
-            serde_json::from_str(r#"{"action":"payment","amount":"1200.00 EUR","payee":"x"}"#)
-                .unwrap();
-        assert_eq!(operation_digest(&a), operation_digest(&b));
-        assert_ne!(operation_digest(&a), operation_digest(&c));
-    }
 }

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod csrf;
 pub mod fallback;
 pub mod feeds;
+pub mod guard;
 pub mod health;
 pub mod oauth;
 pub mod session;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct State {
     pub service: SessionService,
-    pub guard: crate::guard::SessionGuard,
+    pub guard: guard::SessionGuard,
     pub login: crate::authn::login::LoginService,
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     pub issuer: Issuer,

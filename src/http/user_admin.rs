@@ -4,7 +4,7 @@
 use super::views::SessionView;
 use crate::audit::Actor;
 use crate::error::ApiError;
-use crate::guard::{Elevated, SessionGuard};
+use crate::http::guard::{Elevated, SessionGuard};
 use crate::session::policy::Requirement;
 use crate::session::{Acr, UserId};
 use actix_web::http::header;

@@ -5,6 +5,7 @@
 
 pub mod credential;
 pub mod device;
+pub mod grant;
 pub mod id;
 pub mod model;
 pub mod policy;

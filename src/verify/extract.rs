@@ -21,7 +21,7 @@ impl FromRequest for VerifiedToken {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::http::credential::bearer_value)
+            .and_then(bearer_value)
             .map(str::to_owned);
         Box::pin(async move {
             let verifier =
@@ -49,4 +49,13 @@ impl FromRequest for VerifiedToken {
             }
         })
     }
+}
+
+/// `Bearer <token>` with a case-insensitive scheme (RFC 6750 §2.1). Kept here, not shared with
+/// the server's HTTP layer, so a service can embed the verifier without the server.
+fn bearer_value(header: &str) -> Option<&str> {
+    let (scheme, value) = header.split_once(' ')?;
+    let value = value.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !value.is_empty() && !value.contains(' '))
+        .then_some(value)
 }

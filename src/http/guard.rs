@@ -13,9 +13,9 @@
 //! Answers: no valid session → plain 401; wrong role → 403; valid session lacking the level or
 //! freshness → 401 with the RFC 9470 `insufficient_user_authentication` challenge.
 
+use super::credential::{presented_session, Presented};
+use super::csrf;
 use crate::error::ApiError;
-use crate::http::credential::{presented_session, Presented};
-use crate::http::csrf;
 use crate::session::device::{AnomalyPolicy, AnomalyRules};
 use crate::session::policy::{Requirement, Verdict};
 use crate::session::{Region, Session, SessionService, UnixMillis};
@@ -110,7 +110,7 @@ impl SessionGuard {
             ));
         }
         let mut session = self.service.authenticate(presented.token(), now).await?;
-        let ip = crate::http::client_ip::client_ip(req, &self.trusted_proxies);
+        let ip = super::client_ip::client_ip(req, &self.trusted_proxies);
         let ua = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -143,7 +143,7 @@ impl SessionGuard {
                 ));
             }
         }
-        let digest = crate::http::auth::operation_digest(operation);
+        let digest = crate::session::grant::operation_digest(operation);
         match self.service.take_grant(session, &digest).await? {
             Some(level) if level >= requirement.acr => {
                 tracing::info!(session.id = %session.id, "operation grant spent");
@@ -166,49 +166,6 @@ impl SessionGuard {
         let (presented, session) = self.session(req, now).await?;
         check(&session, requirement, now)?;
         Ok(Elevated { presented, session })
-    }
-}
-
-/// Connects a guard for an application embedding Tessera's checks (see `examples/shop.rs`):
-/// it reads sessions from the same Redis with the same settings, and never mints tokens.
-pub async fn connect(settings: &crate::Settings) -> anyhow::Result<SessionGuard> {
-    use crate::store::{KeyLayout, RedisConnections, RedisSessionStore};
-    settings.validate()?;
-    let redis = RedisConnections::connect(&settings.redis()).await?;
-    let store = RedisSessionStore::new(
-        redis.per_thread(),
-        KeyLayout::new(settings.key_prefix.clone()),
-        settings.known_regions(),
-        crate::clock::system(),
-    );
-    let service = SessionService::new(
-        Arc::new(store),
-        Arc::new(NoMinting),
-        settings.session_policy(),
-        settings.limit_policy(),
-        settings.home_region(),
-        settings.known_regions(),
-        Arc::new(crate::audit::LogOnly),
-    );
-    Ok(SessionGuard::new(
-        service,
-        settings.allowed_origins.clone(),
-        Arc::new(AtomicBool::new(true)),
-    )
-    .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
-}
-
-/// The token issuer of a process that only checks sessions.
-struct NoMinting;
-
-impl crate::session::TokenIssuer for NoMinting {
-    fn mint(
-        &self,
-        _: &Session,
-        _: Option<&str>,
-        _: UnixMillis,
-    ) -> Result<crate::session::ports::AccessToken, crate::session::ports::MintError> {
-        Err(anyhow::anyhow!("this process checks sessions only; mint tokens at Tessera").into())
     }
 }
 
