@@ -58,7 +58,6 @@ impl Application {
             clock.now_ms(),
         )
         .await?;
-        let held_ring = Arc::new(std::sync::Mutex::new(ring.clone()));
         let opened = ring.open(&kek)?;
         let keys = ActiveKeys::from_ring(&opened, clock.now_ms())?;
         tracing::info!(
@@ -68,6 +67,18 @@ impl Application {
             "key ring loaded"
         );
         let issuer = Issuer::new(settings.issuer_settings(), keys);
+        let kek = Arc::new(kek);
+        let token_cache = Arc::new(crate::token::cache::VerifiedCache::new(100_000));
+        let signing = Arc::new(crate::signing::SigningKeys::new(
+            redis.pool.clone(),
+            layout.clone(),
+            kek.clone(),
+            issuer.clone(),
+            token_cache.clone(),
+            ring,
+            settings.rotation_policy(),
+            clock.clone(),
+        ));
 
         let regions = settings.known_regions();
         // A pushed revocation lives as long as any token it concerns can.
@@ -102,7 +113,8 @@ impl Application {
         .with_role_limits(settings.role_session_limits.clone())
         .with_feed(Arc::new(feed.clone()))
         .with_gate(Arc::new(directory_handle.clone()))
-        .with_clock(clock.clone());
+        .with_clock(clock.clone())
+        .with_successor_mac(kek.clone());
         let revoked = Arc::new(std::sync::RwLock::new(
             crate::revocation::RevokedSet::default(),
         ));
@@ -154,17 +166,15 @@ impl Application {
             issuer: issuer.clone(),
             regions: regions.into(),
             settings: settings.clone(),
-            pool: redis.pool.clone(),
+            probe: store::health::Probe::new(redis.pool.clone()),
             redis_policy_ok,
             admin_keys: http::admin::AdminKeyEntry::from_settings(&settings).into(),
             audit: audit.clone(),
             feed: feed.clone(),
             feed_tx: feed_tx.clone(),
             revoked: revoked.clone(),
-            kek: Arc::new(kek),
-            token_cache: Arc::new(crate::token::cache::VerifiedCache::new(100_000)),
-            layout: layout.clone(),
-            held_ring,
+            token_cache,
+            signing,
             clock: clock.clone(),
         };
 
@@ -180,10 +190,7 @@ impl Application {
 
         let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.pool.clone()))];
         background.push(tokio::spawn(keep_alive.keep_alive()));
-        background.push(tokio::spawn(watch_keyring(
-            state.clone(),
-            redis.pool.clone(),
-        )));
+        background.push(tokio::spawn(watch_keyring(state.signing.clone())));
         background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
         background.push(tokio::spawn(feed.clone().sweep(
             layout.outbox_pattern(),
@@ -293,89 +300,19 @@ async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read Redis INFO"),
         }
         if let Some(days) = state.settings.key_rotation_days {
-            rotate_if_due(&state, &pool, days).await;
+            state.signing.rotate_if_due(days).await;
         }
     }
 }
 
-/// Keeps the shared key ring whole every `KEYRING_EVERY`: picks up rotations made elsewhere,
-/// puts the ring back when Redis lost it, and merges this node's keys into a ring another node
-/// created meanwhile, so no node mints with a key the others do not publish for longer than
-/// that interval. A missing or unreadable ring never stops minting with the keys held.
-async fn watch_keyring(state: State, pool: deadpool_redis::Pool) {
-    const KEYRING_EVERY: Duration = Duration::from_secs(2);
-    let mut tick = tokio::time::interval(KEYRING_EVERY);
+/// Keeps the shared key ring whole every 2 s (see `SigningKeys::keep_whole`), so no node
+/// mints with a key the others do not publish for longer than that.
+async fn watch_keyring(signing: Arc<crate::signing::SigningKeys>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.tick().await;
     loop {
         tick.tick().await;
-        let held = state
-            .held_ring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let now = state.clock.now_ms();
-        let reconciled = match store::keyring::reconcile(&pool, &state.layout, &held, now).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot reconcile the key ring");
-                continue;
-            }
-        };
-        match &reconciled {
-            store::keyring::Reconciled::Restored(_) => {
-                tracing::error!(
-                    "the key ring was missing from Redis (data lost?); restored this node's copy"
-                )
-            }
-            store::keyring::Reconciled::Merged(_) => {
-                tracing::error!("another node created a new key ring after a data loss; merged this node's keys into it")
-            }
-            store::keyring::Reconciled::Current(_) => {}
-        }
-        let ring = reconciled.ring().clone();
-        match ring
-            .open(&state.kek)
-            .and_then(|o| ActiveKeys::from_ring(&o, now))
-        {
-            Ok(keys) => {
-                // Tokens of keys that left the ring must be verified again (and fail).
-                state
-                    .token_cache
-                    .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
-                state.issuer.replace_keys(keys);
-                *state.held_ring.lock().unwrap_or_else(|e| e.into_inner()) = ring;
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys")
-            }
-        }
-    }
-}
-
-/// Rotates the signing key when the newest one is older than `days` (every node may try; the
-/// compare-and-set lets exactly one win).
-async fn rotate_if_due(state: &State, pool: &deadpool_redis::Pool, days: u32) {
-    let now = state.clock.now_ms();
-    let newest = match store::keyring::load_current(pool, &state.layout).await {
-        Ok(Some(ring)) => ring.newest(),
-        _ => return,
-    };
-    if now - newest < i64::from(days) * 86_400_000 {
-        return;
-    }
-    match store::keyring::rotate_as_configured(
-        pool,
-        &state.layout,
-        &state.kek,
-        &state.settings,
-        now,
-    )
-    .await
-    {
-        Ok(ring) => {
-            tracing::info!(kid = %ring.keys.last().map(|k| k.kid.as_str()).unwrap_or(""), "scheduled key rotation")
-        }
-        Err(e) => tracing::info!(error = %format!("{e:#}"), "scheduled key rotation skipped"),
+        signing.keep_whole().await;
     }
 }
 

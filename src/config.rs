@@ -428,11 +428,13 @@ impl Settings {
     }
 
     /// Publish delay and retirement delay of a key rotation, in ms.
-    pub fn rotation_delays(&self) -> (i64, i64) {
-        (
-            self.jwks_cache_secs * 1000,
-            (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs) * 1000,
-        )
+    pub fn rotation_policy(&self) -> crate::store::keyring::RotationPolicy {
+        crate::store::keyring::RotationPolicy {
+            alg: self.signing(),
+            publish_delay_ms: self.jwks_cache_secs * 1000,
+            retire_after_ms: (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs)
+                * 1000,
+        }
     }
 
     pub fn home_region(&self) -> Region {

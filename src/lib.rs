@@ -26,6 +26,7 @@ pub mod http;
 pub mod revocation;
 pub mod scope;
 pub mod session;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod token;

@@ -238,11 +238,11 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
             tessera::token::Kek::load(settings.kek.as_deref(), &settings.keys_dir, false)?;
         let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
         let now = tessera::clock::Clock::now_ms(&tessera::clock::SystemClock);
-        let ring = tessera::store::keyring::rotate_as_configured(
+        let ring = tessera::store::keyring::rotate(
             &redis.pool,
             &layout,
             &kek,
-            &settings,
+            &settings.rotation_policy(),
             now,
         )
         .await?;

@@ -422,31 +422,14 @@ pub async fn audit(
 pub async fn rotate_keys(key: AdminKey, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Keys)?;
     let now = state.clock.now_ms();
-    let ring = crate::store::keyring::rotate_as_configured(
-        &state.pool,
-        &state.layout,
-        &state.kek,
-        &state.settings,
-        now,
-    )
-    .await
-    .map_err(|e| {
-        if e.is::<crate::store::keyring::RotationConflict>() {
-            ApiError::new(
-                actix_web::http::StatusCode::CONFLICT,
-                "rotation_conflict",
-                "another rotation happened at the same time; retry",
-            )
-        } else {
-            ApiError::unavailable(format!("{e:#}"))
-        }
+    let ring = state.signing.rotate().await.map_err(|e| match e {
+        crate::signing::RotateError::Conflict => ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "rotation_conflict",
+            "another rotation happened at the same time; retry",
+        ),
+        other => ApiError::unavailable(other.to_string()),
     })?;
-    let opened = ring.open(&state.kek).map_err(ApiError::internal)?;
-    let keys = crate::token::ActiveKeys::from_ring(&opened, now).map_err(ApiError::internal)?;
-    state
-        .token_cache
-        .retain_kids(|kid| crate::token::KeyLookup::key(&keys, kid).is_some());
-    state.issuer.replace_keys(keys);
     let new = ring
         .keys
         .last()

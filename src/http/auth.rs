@@ -202,10 +202,9 @@ pub async fn refresh(
         RefreshToken::parse(&body.refresh_token, &state.regions).map_err(|_| invalid())?;
     let now = state.clock.now_ms();
     let grace_ms = state.settings.refresh_grace_secs * 1000;
-    let kek = state.kek.clone();
     let (session, successor) = state
         .service
-        .refresh(&presented, |data| kek.refresh_mac(data), grace_ms, now)
+        .refresh(&presented, grace_ms, now)
         .await
         .map_err(|e| match e {
             RefreshError::Invalid => invalid(),

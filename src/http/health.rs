@@ -12,7 +12,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`: Redis answers, runs with `noeviction`, and the key ring is loaded.
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
-    let redis = crate::store::health::ping(&state.pool).await;
+    let redis = state.probe.ping().await;
     let policy_ok = state.redis_policy_ok.load(Ordering::Relaxed);
     let staleness = state
         .revoked

@@ -39,7 +39,8 @@ pub struct State {
     pub issuer: Issuer,
     pub regions: Arc<[Region]>,
     pub settings: Arc<Settings>,
-    pub pool: deadpool_redis::Pool,
+    /// Reachability of Redis, for readiness.
+    pub probe: crate::store::health::Probe,
     /// False while Redis runs with an eviction policy other than `noeviction`.
     pub redis_policy_ok: Arc<AtomicBool>,
     /// Configured admin keys (SHA-256 digests, compared in constant time).
@@ -48,12 +49,10 @@ pub struct State {
     pub feed: crate::store::revocations::RedisFeed,
     pub feed_tx: tokio::sync::broadcast::Sender<crate::store::revocations::FeedEntry>,
     pub revoked: Arc<std::sync::RwLock<crate::revocation::RevokedSet>>,
-    pub kek: Arc<crate::token::Kek>,
     /// Verified access tokens (forward auth, introspection): flushed with key changes.
     pub token_cache: Arc<crate::token::cache::VerifiedCache>,
-    pub layout: crate::store::KeyLayout,
-    /// The key ring this node signs from (sealed form): put back into Redis if Redis loses it.
-    pub held_ring: Arc<std::sync::Mutex<crate::token::StoredRing>>,
+    /// The shared signing keys: rotation and the ring's upkeep.
+    pub signing: Arc<crate::signing::SigningKeys>,
     /// The one clock (a `TestClock` in tests).
     pub clock: crate::clock::SharedClock,
 }

@@ -38,11 +38,7 @@ pub async fn revoke_own(
     let now = state.clock.now_ms();
     let token = form.token.trim();
     if let Ok(refresh) = RefreshToken::parse(token, &state.regions) {
-        let kek = state.kek.clone();
-        state
-            .service
-            .revoke_by_refresh(&refresh, |data| kek.refresh_mac(data), now)
-            .await?;
+        state.service.revoke_by_refresh(&refresh, now).await?;
     } else if looks_like_jwt(token) {
         if let Ok(session) = session_of_access_token(&state, token, now).await {
             end(&state, &session, "access token revoked by its client").await?;

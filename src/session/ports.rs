@@ -166,6 +166,12 @@ pub trait SessionStore: Send + Sync {
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
 }
 
+/// Derives a refresh token's successor (HMAC-SHA256 under a server key: the KEK's refresh
+/// subkey), so Redis never holds more than hashes and only the server can walk a chain.
+pub trait SuccessorMac: Send + Sync {
+    fn mac(&self, data: &[u8]) -> [u8; 32];
+}
+
 /// Whether a user may still use a session at all (the users file's `disabled`): asked on every
 /// authentication, refresh and token check, so it holds even when Redis forgot a revocation.
 pub trait UserGate: Send + Sync {

@@ -9,7 +9,7 @@ use super::model::{
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
     AccessToken, AdmitAll, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore,
-    StoreError, TokenIssuer, UserGate,
+    StoreError, SuccessorMac, TokenIssuer, UserGate,
 };
 use super::ports::{RefreshOutcome, RefreshRequest, RefreshRevocation};
 use super::UnixMillis;
@@ -59,6 +59,7 @@ pub struct SessionService {
     feed: Arc<dyn RevocationSink>,
     gate: Arc<dyn UserGate>,
     clock: SharedClock,
+    successor_mac: Option<Arc<dyn SuccessorMac>>,
 }
 
 impl SessionService {
@@ -83,7 +84,21 @@ impl SessionService {
             feed: Arc::new(NoFeed),
             gate: Arc::new(AdmitAll),
             clock: crate::clock::system(),
+            successor_mac: None,
         }
+    }
+
+    /// Enables refresh tokens: their successors are derived under `mac`.
+    pub fn with_successor_mac(mut self, mac: Arc<dyn SuccessorMac>) -> Self {
+        self.successor_mac = Some(mac);
+        self
+    }
+
+    fn mac(&self) -> Result<impl Fn(&[u8]) -> [u8; 32] + '_, StoreError> {
+        let mac = self.successor_mac.as_deref().ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!("this process holds no refresh key"))
+        })?;
+        Ok(move |data: &[u8]| mac.mac(data))
     }
 
     /// Reads time from `clock` (a `TestClock` in tests) for audit stamps and the operations
@@ -487,10 +502,10 @@ impl SessionService {
     pub async fn refresh(
         &self,
         presented: &RefreshToken,
-        mac: impl Fn(&[u8]) -> [u8; 32],
         grace_ms: i64,
         now: UnixMillis,
     ) -> Result<(Session, RefreshToken), RefreshError> {
+        let mac = self.mac()?;
         let successor = presented.successor(&mac);
         let outcome = self
             .store
@@ -551,9 +566,9 @@ impl SessionService {
     pub async fn revoke_by_refresh(
         &self,
         presented: &RefreshToken,
-        mac: impl Fn(&[u8]) -> [u8; 32],
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
+        let mac = self.mac()?;
         let outcome = self
             .store
             .revoke_by_refresh(presented.id(), &presented.hash().to_base64())

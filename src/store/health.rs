@@ -34,6 +34,20 @@ pub fn check_policy(policy: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Asks Redis whether it answers (readiness), without handing out the pool.
+#[derive(Clone)]
+pub struct Probe(deadpool_redis::Pool);
+
+impl Probe {
+    pub fn new(pool: deadpool_redis::Pool) -> Self {
+        Self(pool)
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        ping(&self.0).await
+    }
+}
+
 /// `PING` over a pooled connection.
 pub async fn ping(pool: &deadpool_redis::Pool) -> anyhow::Result<()> {
     let mut conn = pool.get().await.context("no Redis connection")?;

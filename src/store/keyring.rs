@@ -45,16 +45,25 @@ pub async fn load_or_create(
 #[error("the key ring changed during rotation (another node rotated); try again")]
 pub struct RotationConflict;
 
-/// Rotates the ring (see `StoredRing::rotated`) with a compare-and-set, so two nodes rotating
-/// at once cannot overwrite each other; the loser reports the conflict.
+/// How a rotation schedules its keys (see `StoredRing::rotated`).
+#[derive(Clone, Copy, Debug)]
+pub struct RotationPolicy {
+    pub alg: SigningAlg,
+    /// The new key signs this long after it is published (the JWKS cache lifetime).
+    pub publish_delay_ms: i64,
+    /// Older keys retire this long after the new one starts signing (longest token + leeway).
+    pub retire_after_ms: i64,
+}
+
+/// The one rotation routine (CLI, admin API, schedule): rotates the ring with a
+/// compare-and-set, so two nodes rotating at once cannot overwrite each other; the loser gets
+/// `RotationConflict`.
 pub async fn rotate(
     pool: &deadpool_redis::Pool,
     keys: &KeyLayout,
     kek: &Kek,
-    alg: SigningAlg,
+    policy: &RotationPolicy,
     now: i64,
-    publish_delay_ms: i64,
-    retire_after_ms: i64,
 ) -> anyhow::Result<StoredRing> {
     let mut conn = pool
         .get()
@@ -66,23 +75,17 @@ pub async fn rotate(
     let current: StoredRing =
         serde_json::from_str(&raw).context("the key ring in Redis is not valid JSON")?;
     current.open(kek)?; // refuse to rotate a ring this KEK cannot read
-    let next = current.rotated(alg, kek, now, publish_delay_ms, retire_after_ms)?;
+    let next = current.rotated(
+        policy.alg,
+        kek,
+        now,
+        policy.publish_delay_ms,
+        policy.retire_after_ms,
+    )?;
     if !compare_and_set(&mut conn, &key, &raw, &serde_json::to_string(&next)?).await? {
         return Err(RotationConflict.into());
     }
     Ok(next)
-}
-
-/// `rotate` with the algorithm and delays the settings prescribe.
-pub async fn rotate_as_configured(
-    pool: &deadpool_redis::Pool,
-    keys: &KeyLayout,
-    kek: &Kek,
-    settings: &crate::Settings,
-    now: i64,
-) -> anyhow::Result<StoredRing> {
-    let (publish, retire) = settings.rotation_delays();
-    rotate(pool, keys, kek, settings.signing(), now, publish, retire).await
 }
 
 /// What `reconcile` found and did.

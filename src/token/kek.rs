@@ -160,6 +160,12 @@ impl fmt::Debug for Kek {
     }
 }
 
+impl crate::session::ports::SuccessorMac for Kek {
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
+        self.refresh_mac(data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
