@@ -423,7 +423,7 @@ impl LoginService {
     ) -> Result<Acr, LoginError> {
         let directory = self.directory();
         let user = directory
-            .by_id(&session.record.user_id)
+            .by_id(session.record.user_id.as_str())
             .ok_or(LoginError::NotStepUpCapable)?;
         if user.disabled {
             return Err(LoginError::Disabled);

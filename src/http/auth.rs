@@ -289,7 +289,7 @@ pub async fn step_up(
         None => None,
     };
     let elevation = grant.is_none().then_some(level);
-    let actor = crate::audit::Actor::user(&session.record.user_id);
+    let actor = crate::audit::Actor::user(session.record.user_id.as_str());
     let token = state
         .service
         .rotate(&mut session, elevation, &actor, now)

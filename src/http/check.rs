@@ -127,7 +127,7 @@ async fn decide(
         )?;
     }
     Ok(allowed(
-        &session.record.user_id,
+        session.record.user_id.as_str(),
         session.id.as_str(),
         session.record.acr.as_str(),
     ))

@@ -136,7 +136,7 @@ impl SessionGuard {
         requirement: &Requirement,
     ) -> Result<(), ApiError> {
         if let Some(role) = &requirement.role {
-            if !session.record.role_list().iter().any(|r| r == role) {
+            if !session.record.roles.iter().any(|r| r == role) {
                 return Err(ApiError::forbidden(
                     "insufficient_role",
                     "this route needs a role the session does not have",

@@ -56,7 +56,7 @@ pub async fn revoke_own(
 }
 
 async fn end(state: &State, session: &Session, reason: &str) -> Result<(), ApiError> {
-    let actor = crate::audit::Actor::user(&session.record.user_id);
+    let actor = crate::audit::Actor::user(session.record.user_id.as_str());
     state.service.revoke(session, &actor, reason).await?;
     Ok(())
 }
@@ -72,7 +72,7 @@ pub async fn session_of_access_token(
     let gone = || ApiError::invalid_session();
     let sid = SessionId::parse(&claims.sid, &state.regions).map_err(|_| gone())?;
     let session = state.service.load(&sid, now).await?.ok_or_else(gone)?;
-    if session.record.user_id != claims.sub {
+    if session.record.user_id.as_str() != claims.sub {
         return Err(gone());
     }
     Ok(session)
@@ -156,14 +156,14 @@ pub async fn introspect(
         let r = &session.record;
         let body = serde_json::json!({
             "token_type": "session_token",
-            "sub": r.user_id,
+            "sub": r.user_id.as_str(),
             "sid": session.id.as_str(),
             "iat": r.created_at / 1000,
             "exp": r.idle_expires_at.min(r.expires_at) / 1000,
             "auth_time": r.auth_time / 1000,
             "acr": r.acr.as_str(),
-            "amr": r.amr_list(),
-            "roles": r.role_list(),
+            "amr": r.amr,
+            "roles": r.roles,
         });
         (body, session)
     };

@@ -80,7 +80,7 @@ pub async fn logout(
             (session, presented.is_cookie())
         }
     };
-    let actor = crate::audit::Actor::user(&session.record.user_id);
+    let actor = crate::audit::Actor::user(session.record.user_id.as_str());
     state
         .service
         .revoke(&session, &actor, "logout")

@@ -53,7 +53,7 @@ pub async fn revoke_all(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path.into_inner())?;
-    let actor = Actor::admin_user(&admin.session.record.user_id);
+    let actor = Actor::admin_user(admin.session.record.user_id.as_str());
     let n = guard
         .service()
         .revoke_all(&user, &actor, "revoked by admin")
@@ -73,7 +73,7 @@ pub async fn revoke_one(
         .find(&user, &id, guard.service().clock().now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("no such session for this user"))?;
-    let actor = Actor::admin_user(&admin.session.record.user_id);
+    let actor = Actor::admin_user(admin.session.record.user_id.as_str());
     guard
         .service()
         .revoke(&victim, &actor, "killed by admin")

@@ -34,14 +34,14 @@ impl SessionView {
         let r = &session.record;
         Self {
             id: session.id.to_string(),
-            user_id: r.user_id.clone(),
+            user_id: r.user_id.as_str().to_owned(),
             created_at: rfc3339(r.created_at),
             last_seen_at: rfc3339(r.last_seen_at),
             expires_at: rfc3339(r.expires_at),
             idle_expires_at: rfc3339(r.idle_expires_at.min(r.expires_at)),
             auth_time: rfc3339(r.auth_time),
             acr: r.acr.as_str(),
-            amr: r.amr_list(),
+            amr: r.amr.clone(),
             elevated_at: (r.elevated_at > 0).then(|| rfc3339(r.elevated_at)),
             elevated_acr: r.elevated_acr.map(|a| a.as_str()),
             ip: r.ip.clone(),
@@ -49,7 +49,7 @@ impl SessionView {
             device: device_summary(&r.ua),
             device_name: r.device_name.clone(),
             region: session.id.region().to_owned(),
-            roles: r.role_list(),
+            roles: r.roles.clone(),
             current,
         }
     }

@@ -1,5 +1,6 @@
 //! What a session is: the stored record and the inputs that create one.
 
+use super::credential::SecretHash;
 use super::id::{SessionId, UserId};
 use super::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -26,98 +27,52 @@ impl Acr {
     }
 }
 
-/// The session as stored in Redis: one compact JSON string per session.
-///
-/// Short field names and space-joined lists keep a session with a typical browser user agent
-/// under 512 bytes of Redis memory (a hash with a 100+ byte value would leave the compact
-/// listpack encoding and cost twice as much). Lua scripts update `ls`, `ie` and `sh` in place.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What the domain knows of a session, typed. How it is stored (compact JSON with short field
+/// names and joined lists) is the store's business: `store/record.rs`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SessionRecord {
-    /// Record layout version (absent means 1).
-    #[serde(rename = "v", default = "v1", skip_serializing_if = "is_v1")]
-    pub version: u8,
-    #[serde(rename = "u")]
-    pub user_id: String,
-    /// The user's credential version when the session was created (absent means 0; the create
-    /// script appends it).
-    #[serde(rename = "cv", default, skip_serializing_if = "is_zero_u64")]
+    pub user_id: UserId,
+    /// The user's credential version when the session was created.
     pub credential_version: u64,
-    #[serde(rename = "c")]
     pub created_at: UnixMillis,
-    #[serde(rename = "ls")]
     pub last_seen_at: UnixMillis,
     /// Idle deadline: last activity + idle timeout.
-    #[serde(rename = "ie")]
     pub idle_expires_at: UnixMillis,
     /// Absolute deadline: creation + absolute timeout; never extended.
-    #[serde(rename = "ae")]
     pub expires_at: UnixMillis,
-    #[serde(rename = "at")]
     pub auth_time: UnixMillis,
     pub acr: Acr,
-    /// Authentication methods, space-separated (`pwd otp`).
-    pub amr: String,
+    /// Authentication methods (`pwd`, `otp`).
+    pub amr: Vec<String>,
     /// Last step-up (0 = never).
-    #[serde(rename = "ea", default, skip_serializing_if = "is_zero")]
     pub elevated_at: UnixMillis,
-    #[serde(rename = "eacr", default, skip_serializing_if = "Option::is_none")]
     pub elevated_acr: Option<Acr>,
     /// When an anomaly (other network / browser family) was first seen (0 = never). Under
     /// `require_step_up`, only a step-up after this instant satisfies high-risk routes.
-    #[serde(rename = "an", default, skip_serializing_if = "is_zero")]
     pub anomaly_at: UnixMillis,
-    /// base64url SHA-256 of the current secret.
-    #[serde(rename = "sh")]
-    pub secret_hash: String,
+    /// SHA-256 of the current secret.
+    pub secret_hash: SecretHash,
     pub ip: String,
     pub ua: String,
-    #[serde(rename = "dn", default, skip_serializing_if = "String::is_empty")]
     pub device_name: String,
     /// Idle timeout of this session in ms when it differs from the configured one (native
     /// clients live longer between uses); 0 = the configured default.
-    #[serde(rename = "it", default, skip_serializing_if = "is_zero")]
     pub idle_timeout_ms: i64,
-    /// Native clients: hash of the current refresh secret, of its immediate predecessor, and
-    /// when the last rotation happened (ms).
-    #[serde(rename = "rh", default, skip_serializing_if = "String::is_empty")]
-    pub refresh_hash: String,
-    #[serde(rename = "rp", default, skip_serializing_if = "String::is_empty")]
-    pub refresh_previous: String,
-    #[serde(rename = "rt", default, skip_serializing_if = "is_zero")]
-    pub refreshed_at: UnixMillis,
-    /// Roles snapshot, space-separated. (The home region is not stored: the id says it.)
-    #[serde(rename = "ro", default, skip_serializing_if = "String::is_empty")]
-    pub roles: String,
+    /// Native clients only: the refresh-token family.
+    pub refresh: Option<RefreshState>,
+    /// Roles snapshot. (The home region is not stored: the id says it.)
+    pub roles: Vec<String>,
 }
 
-impl SessionRecord {
-    pub fn amr_list(&self) -> Vec<String> {
-        split_words(&self.amr)
-    }
-
-    pub fn role_list(&self) -> Vec<String> {
-        split_words(&self.roles)
-    }
-}
-
-fn is_zero(v: &i64) -> bool {
-    *v == 0
-}
-
-fn is_zero_u64(v: &u64) -> bool {
-    *v == 0
-}
-
-fn v1() -> u8 {
-    1
-}
-
-fn is_v1(v: &u8) -> bool {
-    *v == 1
-}
-
-fn split_words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_owned).collect()
+/// A native session's refresh-token family as the record keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshState {
+    /// Hash of the current refresh secret.
+    pub current: SecretHash,
+    /// Hash of its immediate predecessor (the one a lost response may bring back).
+    pub previous: Option<SecretHash>,
+    /// When the last rotation happened (0 = never).
+    pub rotated_at: UnixMillis,
 }
 
 /// A loaded, live session.

@@ -206,7 +206,7 @@ impl Requirement {
     /// elevation at `auth_time` with the session's `acr` (a fresh MFA login needs no step-up).
     pub fn judge(&self, record: &super::SessionRecord, now: UnixMillis) -> Verdict {
         if let Some(role) = &self.role {
-            if !record.role_list().iter().any(|r| r == role) {
+            if !record.roles.iter().any(|r| r == role) {
                 return Verdict::MissingRole;
             }
         }
@@ -231,7 +231,7 @@ impl Requirement {
 #[cfg(test)]
 mod requirement_tests {
     use super::*;
-    use crate::session::{Acr, SessionRecord};
+    use crate::session::{Acr, SessionRecord, UserId};
     use proptest::prelude::*;
 
     fn record(
@@ -241,8 +241,7 @@ mod requirement_tests {
         roles: &str,
     ) -> SessionRecord {
         SessionRecord {
-            version: 1,
-            user_id: "u".into(),
+            user_id: UserId::parse("u").unwrap(),
             credential_version: 0,
             created_at: auth_time,
             last_seen_at: auth_time,
@@ -250,19 +249,17 @@ mod requirement_tests {
             expires_at: i64::MAX,
             auth_time,
             acr,
-            amr: String::new(),
+            amr: Vec::new(),
             elevated_at: elevated.map(|e| e.0).unwrap_or(0),
             elevated_acr: elevated.map(|e| e.1),
             anomaly_at: 0,
-            secret_hash: String::new(),
+            secret_hash: crate::session::SessionSecret::generate().hash(),
             ip: String::new(),
             ua: String::new(),
             device_name: String::new(),
-            roles: roles.into(),
+            roles: roles.split_whitespace().map(str::to_owned).collect(),
             idle_timeout_ms: 0,
-            refresh_hash: String::new(),
-            refresh_previous: String::new(),
-            refreshed_at: 0,
+            refresh: None,
         }
     }
 

@@ -46,8 +46,8 @@ pub struct CreateRequest<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshRequest<'a> {
     pub id: &'a SessionId,
-    pub presented_hash: &'a str,
-    pub successor_hash: &'a str,
+    pub presented_hash: &'a SecretHash,
+    pub successor_hash: &'a SecretHash,
     pub now: UnixMillis,
     pub grace_ms: i64,
     pub default_idle_ms: i64,
@@ -107,7 +107,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         id: &SessionId,
         user: &UserId,
-        secret_hash: &str,
+        secret_hash: &SecretHash,
         now: UnixMillis,
         idle_expires_at: UnixMillis,
         ttl_ms: i64,
@@ -134,8 +134,8 @@ pub trait SessionStore: Send + Sync {
     async fn rotate(
         &self,
         id: &SessionId,
-        old_hash: &str,
-        new_hash: &str,
+        old_hash: &SecretHash,
+        new_hash: &SecretHash,
         elevation: Option<(UnixMillis, Acr)>,
     ) -> Result<bool, StoreError>;
 
@@ -147,7 +147,7 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_by_refresh(
         &self,
         id: &SessionId,
-        presented_hash: &str,
+        presented_hash: &SecretHash,
     ) -> Result<RefreshRevocation, StoreError>;
 
     /// Spends a native session's refresh token (see `store/lua/refresh.lua`).

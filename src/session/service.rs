@@ -1,10 +1,10 @@
 //! The session service: the one place where a presented credential becomes a live session.
 
-use super::credential::{RefreshToken, SecretHash, SessionSecret, SessionToken};
+use super::credential::{RefreshToken, SessionSecret, SessionToken};
 use super::device::{AnomalyPolicy, AnomalyRules};
 use super::id::{Region, SessionId, UserId};
 use super::model::{
-    clip, Acr, NewSession, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
+    clip, Acr, NewSession, RefreshState, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
@@ -196,8 +196,7 @@ impl SessionService {
         }
         let (idle, absolute) = policy.initial_deadlines(now);
         let mut record = SessionRecord {
-            version: 1,
-            user_id: new.user_id.as_str().to_owned(),
+            user_id: new.user_id.clone(),
             credential_version: 0,
             created_at: now,
             last_seen_at: now,
@@ -205,23 +204,21 @@ impl SessionService {
             expires_at: absolute,
             auth_time: new.auth_time.unwrap_or(now).min(now),
             acr: new.acr,
-            amr: new.amr.join(" "),
+            amr: new.amr.clone(),
             elevated_at: 0,
             elevated_acr: None,
             anomaly_at: 0,
-            secret_hash: secret.hash().to_base64(),
+            secret_hash: secret.hash(),
             ip: clip(&new.ip, 45),
             ua: clip(&new.user_agent, MAX_USER_AGENT),
             device_name: clip(&new.device_name, MAX_DEVICE_NAME),
-            roles: new.roles.join(" "),
+            roles: new.roles.clone(),
             idle_timeout_ms,
-            refresh_hash: new
-                .native
-                .as_ref()
-                .map(|n| n.refresh_hash.to_base64())
-                .unwrap_or_default(),
-            refresh_previous: String::new(),
-            refreshed_at: 0,
+            refresh: new.native.as_ref().map(|n| RefreshState {
+                current: n.refresh_hash.clone(),
+                previous: None,
+                rotated_at: 0,
+            }),
         };
         let ttl = policy.ttl_ms(now, idle, absolute);
         let created = self
@@ -244,7 +241,7 @@ impl SessionService {
         for orphan in &created.orphans {
             self.audit(
                 AuditEvent::new("session_revoked", &Actor::system(), now)
-                    .user(&record.user_id)
+                    .user(record.user_id.as_str())
                     .session(orphan)
                     .reason("created under an unknown users-file entry"),
             )
@@ -253,7 +250,7 @@ impl SessionService {
         for evicted in &created.evicted {
             self.audit(
                 AuditEvent::new("session_evicted", &Actor::system(), now)
-                    .user(&record.user_id)
+                    .user(record.user_id.as_str())
                     .session(evicted)
                     .reason("session_limit"),
             )
@@ -261,7 +258,7 @@ impl SessionService {
         }
         self.audit(
             AuditEvent::new("session_created", actor, now)
-                .user(&record.user_id)
+                .user(record.user_id.as_str())
                 .session(id.as_str())
                 .ip(&record.ip)
                 .reason(record.acr.as_str()),
@@ -283,8 +280,8 @@ impl SessionService {
             .load(token.id())
             .await?
             .ok_or(AuthError::NoSession)?;
-        let user = UserId::parse(&record.user_id).map_err(|_| AuthError::NoSession)?;
-        let stored = SecretHash::from_base64(&record.secret_hash).ok_or(AuthError::NoSession)?;
+        let user = record.user_id.clone();
+        let stored = record.secret_hash.clone();
         // The hash comparison is constant time; the tag check only guards against a record that
         // does not belong under this id at all.
         if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
@@ -338,8 +335,7 @@ impl SessionService {
         actor: &Actor,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let user = UserId::parse(&session.record.user_id)
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("stored user id is invalid: {e}")))?;
+        let user = session.record.user_id.clone();
         let revoked = self.store.revoke(&session.id, &user).await?;
         if revoked {
             self.feed.flush(session.id.tag()).await;
@@ -426,7 +422,7 @@ impl SessionService {
         now: UnixMillis,
     ) -> Result<SessionToken, AuthError> {
         let secret = SessionSecret::generate();
-        let new_hash = secret.hash().to_base64();
+        let new_hash = secret.hash();
         let rotated = self
             .store
             .rotate(
@@ -450,7 +446,7 @@ impl SessionService {
         };
         self.audit(
             event
-                .user(&session.record.user_id)
+                .user(session.record.user_id.as_str())
                 .session(session.id.as_str()),
         )
         .await;
@@ -480,7 +476,7 @@ impl SessionService {
         let seen = ip.map(|i| i.to_string()).unwrap_or_default();
         self.audit(
             AuditEvent::new("anomaly_detected", &Actor::system(), now)
-                .user(&session.record.user_id)
+                .user(session.record.user_id.as_str())
                 .session(session.id.as_str())
                 .ip(&seen)
                 .reason(reason),
@@ -511,8 +507,8 @@ impl SessionService {
             .store
             .refresh(RefreshRequest {
                 id: presented.id(),
-                presented_hash: &presented.hash().to_base64(),
-                successor_hash: &successor.hash().to_base64(),
+                presented_hash: &presented.hash(),
+                successor_hash: &successor.hash(),
                 now,
                 grace_ms,
                 default_idle_ms: self.policy.idle_timeout_ms,
@@ -531,7 +527,7 @@ impl SessionService {
         };
         let record = match outcome {
             RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record)
-                if self.gate.admits(&record.user_id) =>
+                if self.gate.admits(record.user_id.as_str()) =>
             {
                 *record
             }
@@ -571,7 +567,7 @@ impl SessionService {
         let mac = self.mac()?;
         let outcome = self
             .store
-            .revoke_by_refresh(presented.id(), &presented.hash().to_base64())
+            .revoke_by_refresh(presented.id(), &presented.hash())
             .await?;
         let (user, reason) = match outcome {
             RefreshRevocation::Revoked(user) => (user, "refresh token revoked by its client"),

@@ -3,6 +3,7 @@
 
 use super::connection::PerThread;
 use super::keys::KeyLayout;
+use super::record::StoredSession;
 use super::store_error;
 use crate::clock::SharedClock;
 use crate::session::policy::OnLimit;
@@ -75,8 +76,10 @@ impl RedisSessionStore {
     }
 
     fn decode(raw: &str) -> Result<SessionRecord, StoreError> {
-        serde_json::from_str(raw)
-            .map_err(|e| StoreError::Other(anyhow!("undecodable session record: {e}")))
+        serde_json::from_str::<StoredSession>(raw)
+            .map_err(|e| StoreError::Other(anyhow!("undecodable session record: {e}")))?
+            .into_domain()
+            .map_err(|e| StoreError::Other(e.into()))
     }
 }
 
@@ -93,7 +96,8 @@ impl SessionStore for RedisSessionStore {
             now,
             ..
         } = request;
-        let json = serde_json::to_string(record).map_err(|e| StoreError::Other(e.into()))?;
+        let json = serde_json::to_string(&StoredSession::from_domain(record))
+            .map_err(|e| StoreError::Other(e.into()))?;
         let reply: Vec<Value> = CREATE
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
@@ -158,7 +162,7 @@ impl SessionStore for RedisSessionStore {
         &self,
         id: &SessionId,
         user: &UserId,
-        secret_hash: &str,
+        secret_hash: &SecretHash,
         now: UnixMillis,
         idle_expires_at: UnixMillis,
         ttl_ms: i64,
@@ -166,7 +170,7 @@ impl SessionStore for RedisSessionStore {
         let done: i64 = RENEW
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
-            .arg(secret_hash)
+            .arg(secret_hash.to_base64())
             .arg(now)
             .arg(idle_expires_at)
             .arg(ttl_ms)
@@ -205,7 +209,7 @@ impl SessionStore for RedisSessionStore {
             let Ok(id) = SessionId::parse(&pair[0], &self.regions) else {
                 continue;
             };
-            if record.user_id != user.as_str() || record.expires_at <= now {
+            if record.user_id != *user || record.expires_at <= now {
                 continue;
             }
             sessions.push(Session { id, record });
@@ -261,8 +265,8 @@ impl SessionStore for RedisSessionStore {
     async fn rotate(
         &self,
         id: &SessionId,
-        old_hash: &str,
-        new_hash: &str,
+        old_hash: &SecretHash,
+        new_hash: &SecretHash,
         elevation: Option<(UnixMillis, Acr)>,
     ) -> Result<bool, StoreError> {
         let (at, acr) = match elevation {
@@ -271,8 +275,8 @@ impl SessionStore for RedisSessionStore {
         };
         let done: i64 = ROTATE
             .key(self.keys.session(id))
-            .arg(old_hash)
-            .arg(new_hash)
+            .arg(old_hash.to_base64())
+            .arg(new_hash.to_base64())
             .arg(at)
             .arg(acr)
             .invoke_async(&mut self.conn())
@@ -285,8 +289,8 @@ impl SessionStore for RedisSessionStore {
         let reply: Vec<String> = REFRESH
             .key(self.keys.session(r.id))
             .key(self.keys.outbox(r.id.tag()))
-            .arg(r.presented_hash)
-            .arg(r.successor_hash)
+            .arg(r.presented_hash.to_base64())
+            .arg(r.successor_hash.to_base64())
             .arg(r.now)
             .arg(r.grace_ms)
             .arg(r.default_idle_ms)
@@ -314,12 +318,12 @@ impl SessionStore for RedisSessionStore {
     async fn revoke_by_refresh(
         &self,
         id: &SessionId,
-        presented_hash: &str,
+        presented_hash: &SecretHash,
     ) -> Result<RefreshRevocation, StoreError> {
         let reply: Vec<String> = REVOKE_REFRESH
             .key(self.keys.session(id))
             .key(self.keys.outbox(id.tag()))
-            .arg(presented_hash)
+            .arg(presented_hash.to_base64())
             .arg(id.as_str())
             .arg(self.keys.user_index_prefix(id.tag()))
             .arg(self.until())

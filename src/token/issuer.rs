@@ -79,7 +79,7 @@ impl TokenIssuer for Issuer {
         let record = &session.record;
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),
-            sub: record.user_id.clone(),
+            sub: record.user_id.as_str().to_owned(),
             aud: Audience::One(audience),
             // Never outlive the session itself.
             exp: (now_secs + self.settings.lifetime_secs).min(
@@ -94,8 +94,8 @@ impl TokenIssuer for Issuer {
             sid: session.id.to_string(),
             auth_time: record.auth_time.div_euclid(1000),
             acr: record.acr.as_str().to_owned(),
-            amr: record.amr_list(),
-            roles: record.role_list(),
+            amr: record.amr.clone(),
+            roles: record.roles.clone(),
             ver: record.credential_version,
         };
         let keys = self.keys();
@@ -159,8 +159,7 @@ mod tests {
         Session {
             id: SessionId::generate(&Region::parse("eu").unwrap(), &user),
             record: SessionRecord {
-                version: 1,
-                user_id: "alice".into(),
+                user_id: user.clone(),
                 credential_version: 3,
                 created_at: NOW,
                 last_seen_at: NOW,
@@ -168,19 +167,17 @@ mod tests {
                 expires_at: NOW + 86_400_000,
                 auth_time: NOW,
                 acr: Acr::Mfa,
-                amr: "pwd otp".into(),
+                amr: vec!["pwd".into(), "otp".into()],
                 elevated_at: 0,
                 elevated_acr: None,
                 anomaly_at: 0,
-                secret_hash: String::new(),
+                secret_hash: crate::session::SessionSecret::generate().hash(),
                 ip: String::new(),
                 ua: String::new(),
                 device_name: String::new(),
-                roles: "admin".into(),
+                roles: vec!["admin".into()],
                 idle_timeout_ms: 0,
-                refresh_hash: String::new(),
-                refresh_previous: String::new(),
-                refreshed_at: 0,
+                refresh: None,
             },
         }
     }

@@ -28,8 +28,7 @@ async fn store(redis: &RedisServer) -> (RedisSessionStore, KeyLayout) {
 
 fn record(user: &str, last_seen: i64) -> SessionRecord {
     SessionRecord {
-        version: 1,
-        user_id: user.into(),
+        user_id: UserId::parse(user).unwrap(),
         credential_version: 0,
         created_at: last_seen,
         last_seen_at: last_seen,
@@ -37,19 +36,17 @@ fn record(user: &str, last_seen: i64) -> SessionRecord {
         expires_at: last_seen + 7_200_000,
         auth_time: last_seen,
         acr: Acr::Pwd,
-        amr: "pwd".into(),
+        amr: vec!["pwd".into()],
         elevated_at: 0,
         elevated_acr: None,
         anomaly_at: 0,
-        secret_hash: "h".repeat(43),
+        secret_hash: tessera::session::SessionSecret::generate().hash(),
         ip: "198.51.100.1".into(),
         ua: r"ü-agent/1.0 (X11; path\/with\backslash)".into(),
         device_name: String::new(),
-        roles: String::new(),
+        roles: Vec::new(),
         idle_timeout_ms: 0,
-        refresh_hash: String::new(),
-        refresh_previous: String::new(),
-        refreshed_at: 0,
+        refresh: None,
     }
 }
 
@@ -148,7 +145,14 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
         "no escaped slash left: {stored}"
     );
     assert!(!store
-        .renew(&sid, &user, "wrong-hash", NOW + 2, NOW + 200_000, 200_000)
+        .renew(
+            &sid,
+            &user,
+            &tessera::session::SessionSecret::generate().hash(),
+            NOW + 2,
+            NOW + 200_000,
+            200_000
+        )
         .await
         .unwrap());
 
