@@ -199,9 +199,13 @@ impl SharedDirectory {
 
 impl crate::session::ports::UserGate for SharedDirectory {
     /// A user the file marks disabled is refused whatever Redis remembers (a lost fingerprint,
-    /// a restart without persistence); users from elsewhere are not the file's to judge.
-    fn admits(&self, user: &str) -> bool {
-        !self.get().by_id(user).is_some_and(|u| u.disabled)
+    /// a restart without persistence), and so is a users-file session whose user left the file
+    /// (even if Redis forgot who was in it); users from elsewhere are not the file's to judge.
+    fn admits(&self, user: &str, from_users_file: bool) -> bool {
+        match self.get().by_id(user) {
+            Some(entry) => !entry.disabled,
+            None => !from_users_file,
+        }
     }
 }
 

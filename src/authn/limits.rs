@@ -115,8 +115,60 @@ impl LoginLimits {
     }
 }
 
-/// The network a client address belongs to for throttling: its /24 (IPv4) or /64 (IPv6),
-/// the unit one household or office usually holds. Unknown addresses share one bucket.
+/// Delays (seconds) indexed by failures so far, the last one repeating: the policy as data, for
+/// the store to apply atomically (`store/lua/attempt.lua`) while one guess is reserved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule(pub Vec<u64>);
+
+impl Schedule {
+    fn of(free: u32, max: u64) -> Self {
+        let mut delays = Vec::new();
+        for n in 0.. {
+            let d = escalate(n, free, max);
+            delays.push(d);
+            if d >= max {
+                break;
+            }
+        }
+        Self(delays)
+    }
+
+    /// `1,2,4`: what the script reads.
+    pub fn to_arg(&self) -> String {
+        self.0
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The delay after `failures`.
+    pub fn after(&self, failures: u32) -> u64 {
+        let i = (failures as usize).min(self.0.len() - 1);
+        self.0[i]
+    }
+}
+
+impl LoginLimits {
+    /// Per (username, network) failures.
+    pub fn network_schedule(&self) -> Schedule {
+        Schedule::of(self.free_failures, self.max_delay_secs)
+    }
+
+    /// Per username, over every network (applies to networks that already failed).
+    pub fn global_schedule(&self) -> Schedule {
+        Schedule::of(self.global_free_failures, self.max_delay_secs)
+    }
+
+    /// Per user, second-factor codes.
+    pub fn totp_schedule(&self) -> Schedule {
+        Schedule::of(self.totp_free_failures, self.totp_max_delay_secs)
+    }
+}
+
+/// The network a client address belongs to for throttling: its /24 (IPv4) or /56 (IPv6, the
+/// usual delegation to one household or site, so a holder of a /48 counts as 256 networks, not
+/// 65,536). Unknown addresses share one bucket.
 pub fn network_of(ip: &str) -> String {
     match ip.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => {
@@ -127,7 +179,7 @@ pub fn network_of(ip: &str) -> String {
             Some(v4) => network_of(&v4.to_string()),
             None => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                format!("{:x}:{:x}:{:x}:{:x}::/56", s[0], s[1], s[2], s[3] & 0xff00)
             }
         },
         Err(_) => "unknown".into(),
@@ -192,11 +244,27 @@ mod tests {
     }
 
     #[test]
+    fn schedules_are_the_escalation_as_data() {
+        let l = LoginLimits::default();
+        let s = l.totp_schedule();
+        assert_eq!(
+            s.to_arg(),
+            "0,0,0,1,2,4,8,16,32,64,128,256,512,1024,2048,3600"
+        );
+        for n in 0..100 {
+            assert_eq!(s.after(n) * 1000, l.totp_wait_ms(n, 0, 0) as u64, "{n}");
+            assert_eq!(l.network_schedule().after(n), l.delay_after(n));
+        }
+    }
+
+    #[test]
     fn networks_group_neighbours() {
         assert_eq!(network_of("203.0.113.7"), "203.0.113.0/24");
         assert_eq!(network_of("203.0.113.200"), "203.0.113.0/24");
         assert_eq!(network_of("::ffff:203.0.113.9"), "203.0.113.0/24");
-        assert_eq!(network_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:0::/56");
+        assert_eq!(network_of("2001:db8:1:ff:3:4:5:6"), "2001:db8:1:0::/56");
+        assert_eq!(network_of("2001:db8:1:100::1"), "2001:db8:1:100::/56");
         assert_eq!(network_of(""), "unknown");
     }
 

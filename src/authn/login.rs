@@ -3,7 +3,7 @@
 use super::directory::{Directory, SharedDirectory, User};
 use super::limits::{network_of, LoginLimits};
 use super::password::{Busy, PasswordHasher};
-use super::ports::{AuthStore, MfaTicket};
+use super::ports::{AuthStore, CodePath, FingerprintSync, MfaTicket};
 use super::totp;
 use crate::audit::{Actor, AuditEvent};
 use crate::session::model::NativeClient;
@@ -122,12 +122,14 @@ impl LoginService {
         let directory = Arc::new(directory);
         let previous = self.directory.replace(directory.clone());
         for user in directory.users() {
-            if let Some(n) = self
+            let synced = self
                 .store
-                .sync_fingerprint(&user.id, &user.fingerprint, user.disabled)
-                .await?
-            {
+                .sync_fingerprint(&user.id, &user.fingerprint)
+                .await?;
+            if synced != FingerprintSync::Unchanged {
                 self.sessions.flush_revocations(&user.id.tag()).await;
+            }
+            if let FingerprintSync::Changed(n) = synced {
                 self.sessions
                     .audit(
                         AuditEvent::new(
@@ -169,8 +171,15 @@ impl LoginService {
         Ok(())
     }
 
-    /// Refuses before any hashing when the IP or the username is being hammered.
+    /// Refuses before any hashing when the IP or the username is being hammered; otherwise
+    /// reserves this password guess (it counts as a failure until `password_was_right`).
     async fn throttle(&self, ip: &str, username: &str, now: UnixMillis) -> Result<(), LoginError> {
+        self.limit_ip(ip, now).await?;
+        self.reserve_password_guess(ip, username, now).await
+    }
+
+    /// Attempts per client IP per window, before any hashing.
+    async fn limit_ip(&self, ip: &str, now: UnixMillis) -> Result<(), LoginError> {
         let (hits, reset) = self
             .store
             .hit(&format!("ip:{ip}"), self.limits.ip_window_secs)
@@ -187,17 +196,33 @@ impl LoginService {
                 retry_after_secs: reset.max(1),
             });
         }
-        let failures = self
+        Ok(())
+    }
+
+    /// Reserves this password guess, or says how long this network must wait.
+    async fn reserve_password_guess(
+        &self,
+        ip: &str,
+        username: &str,
+        now: UnixMillis,
+    ) -> Result<(), LoginError> {
+        let reserved = self
             .store
-            .password_failures(username, &network_of(ip))
+            .reserve_password_guess(
+                username,
+                &network_of(ip),
+                now,
+                &self.limits.network_schedule(),
+                &self.limits.global_schedule(),
+            )
             .await?;
-        let wait_ms = self.limits.password_wait_ms(failures, now);
+        let wait_ms = reserved.wait_ms;
         if wait_ms > 0 {
             let mut event = AuditEvent::new("rate_limited", &Actor::system(), now)
                 .ip(ip)
                 .reason(&format!(
                     "username delayed after {} failures from this network ({} in all)",
-                    failures.network, failures.global
+                    reserved.failures, reserved.all_failures
                 ));
             if let Some(user) = self.directory().by_username(username) {
                 event = event.user(user.id.as_str());
@@ -245,9 +270,6 @@ impl LoginService {
             .verify(password, user.map(|u| u.password_hash.as_str()))
             .await?;
         let (Some(user), true) = (user, ok) else {
-            self.store
-                .record_password_failure(username, &network_of(&client.ip), now)
-                .await?;
             let mut event = AuditEvent::new("login_failed", &Actor::system(), now).ip(&client.ip);
             event = match user {
                 Some(u) => event.user(u.id.as_str()).reason("wrong password"),
@@ -262,7 +284,7 @@ impl LoginService {
             return Err(LoginError::Disabled);
         }
         self.store
-            .clear_password_failures(username, &network_of(&client.ip))
+            .password_was_right(username, &network_of(&client.ip))
             .await?;
         if user.totp_secret.is_some() {
             let ticket = random_handle();
@@ -331,7 +353,12 @@ impl LoginService {
         if user.disabled {
             return Err(LoginError::Disabled);
         }
-        if let Err(e) = self.check_totp(user, code, now).await {
+        // A ticket from before a credential change is dead before it may guess a code (the
+        // change also clears the code-failure count, which old tickets must not refill).
+        if self.sessions.credential_version(&user.id).await? != pending.credential_version {
+            return Err(LoginError::MfaTicketInvalid);
+        }
+        if let Err(e) = self.check_totp(user, code, CodePath::Login, now).await {
             if matches!(e, LoginError::TotpInvalid | LoginError::TotpReplayed) {
                 self.store
                     .ticket_failure(&hash, MFA_TICKET_MAX_FAILURES)
@@ -371,25 +398,35 @@ impl LoginService {
         })
     }
 
-    /// Verifies a TOTP code and spends its time step (a replay fails). Wrong codes count per
-    /// user across tickets, networks and step-ups, and delay the next code (never cleared by a
-    /// correct password: that is exactly what the attacker of a second factor has).
-    async fn check_totp(&self, user: &User, code: &str, now: UnixMillis) -> Result<(), LoginError> {
+    /// Verifies a TOTP code and spends its time step (a replay fails). Each code is reserved
+    /// first, per user and path (login, step-up), across tickets and networks, so guessing is
+    /// delayed and simultaneous guesses cannot slip past the delay; a correct password never
+    /// clears the count (that is exactly what the attacker of a second factor has).
+    async fn check_totp(
+        &self,
+        user: &User,
+        code: &str,
+        path: CodePath,
+        now: UnixMillis,
+    ) -> Result<(), LoginError> {
         let secret = user.totp_secret.as_deref().ok_or(LoginError::TotpInvalid)?;
-        let (failures, last) = self.store.totp_failures(&user.id).await?;
-        let wait_ms = self.limits.totp_wait_ms(failures, last, now);
-        if wait_ms > 0 {
+        let reserved = self
+            .store
+            .reserve_code_guess(&user.id, path, now, &self.limits.totp_schedule())
+            .await?;
+        if reserved.wait_ms > 0 {
             self.sessions
                 .audit(
                     AuditEvent::new("rate_limited", &Actor::system(), now)
                         .user(user.id.as_str())
                         .reason(&format!(
-                            "second factor delayed after {failures} wrong codes"
+                            "second factor delayed after {} wrong codes",
+                            reserved.failures
                         )),
                 )
                 .await;
             return Err(LoginError::RateLimited {
-                retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
+                retry_after_secs: (reserved.wait_ms as u64).div_ceil(1000).max(1),
             });
         }
         let failed = |reason: &'static str| {
@@ -398,15 +435,14 @@ impl LoginService {
                 .reason(reason)
         };
         let Some(step) = totp::verify(secret, code, (now / 1000).max(0) as u64) else {
-            self.store.record_totp_failure(&user.id, now).await?;
             self.sessions.audit(failed("wrong TOTP code")).await;
             return Err(LoginError::TotpInvalid);
         };
         if !self.store.use_totp_step(&user.id, step).await? {
-            self.store.record_totp_failure(&user.id, now).await?;
             self.sessions.audit(failed("replayed TOTP code")).await;
             return Err(LoginError::TotpReplayed);
         }
+        self.store.code_was_right(&user.id, path).await?;
         Ok(())
     }
 
@@ -428,40 +464,38 @@ impl LoginService {
         if user.disabled {
             return Err(LoginError::Disabled);
         }
-        self.throttle(client_ip, &user.username, now).await?;
-        if let Some(password) = password {
-            if !self
-                .hasher
-                .verify(password, Some(&user.password_hash))
-                .await?
-            {
+        match password {
+            Some(password) => {
+                self.throttle(client_ip, &user.username, now).await?;
+                if !self
+                    .hasher
+                    .verify(password, Some(&user.password_hash))
+                    .await?
+                {
+                    self.sessions
+                        .audit(
+                            AuditEvent::new("login_failed", &Actor::user(user.id.as_str()), now)
+                                .user(user.id.as_str())
+                                .session(session.id.as_str())
+                                .ip(client_ip)
+                                .reason("step-up: wrong password"),
+                        )
+                        .await;
+                    return Err(LoginError::InvalidCredentials);
+                }
                 self.store
-                    .record_password_failure(&user.username, &network_of(client_ip), now)
+                    .password_was_right(&user.username, &network_of(client_ip))
                     .await?;
-                self.sessions
-                    .audit(
-                        AuditEvent::new("login_failed", &Actor::user(user.id.as_str()), now)
-                            .user(user.id.as_str())
-                            .session(session.id.as_str())
-                            .ip(client_ip)
-                            .reason("step-up: wrong password"),
-                    )
-                    .await;
-                return Err(LoginError::InvalidCredentials);
             }
+            None => self.limit_ip(client_ip, now).await?,
         }
         let level = match code {
             Some(code) => {
-                self.check_totp(user, code, now).await?;
+                self.check_totp(user, code, CodePath::StepUp, now).await?;
                 Acr::Mfa
             }
             None => Acr::Pwd,
         };
-        if password.is_some() {
-            self.store
-                .clear_password_failures(&user.username, &network_of(client_ip))
-                .await?;
-        }
         Ok(level)
     }
 }

@@ -1,7 +1,7 @@
 //! What login needs from storage: throttling counters, MFA tickets, TOTP replay protection and
 //! the per-user fingerprint that ties the users file to credential versions.
 
-use super::limits::PasswordFailures;
+use super::limits::Schedule;
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
 
@@ -21,34 +21,65 @@ pub struct MfaTicket {
     pub native: bool,
 }
 
+/// What syncing one users-file entry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FingerprintSync {
+    Unchanged,
+    /// No fingerprint was stored: the version moved (pushed) and nothing else had to end.
+    FirstSight,
+    /// The entry changed (or was unknown with sessions): this many sessions ended.
+    Changed(u64),
+}
+
+/// Where a second-factor code is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodePath {
+    Login,
+    StepUp,
+}
+
+/// The answer to a reserved guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Milliseconds to wait; 0 means the guess is reserved and may be checked.
+    pub wait_ms: i64,
+    /// Failures counted before this guess (for the audit trail).
+    pub failures: u32,
+    /// The wider count (every network), when there is one.
+    pub all_failures: u32,
+}
+
 #[async_trait]
 pub trait AuthStore: Send + Sync {
     /// Counts one hit in a fixed window; returns (hits so far, seconds until the window resets).
     async fn hit(&self, bucket: &str, window_secs: u64) -> Result<(u32, u64), StoreError>;
-    /// Password failures of a username from one client network, and from all of them.
-    async fn password_failures(
-        &self,
-        username: &str,
-        network: &str,
-    ) -> Result<PasswordFailures, StoreError>;
-    /// Counts a wrong password from `network` (and in the username's global count).
-    async fn record_password_failure(
+    /// Reserves one password guess for `username` from `network` before it is checked: when
+    /// the network must still wait (`schedules`: per network, and per username over every
+    /// network for networks that already failed) nothing is counted and the wait comes back;
+    /// otherwise the guess counts as a failure until `password_was_right` takes it back. One
+    /// atomic step, so simultaneous guesses cannot all pass the same check.
+    async fn reserve_password_guess(
         &self,
         username: &str,
         network: &str,
         now: i64,
-    ) -> Result<(), StoreError>;
-    /// A correct password from `network` clears that network's count (never the global one,
-    /// never the second-factor count).
-    async fn clear_password_failures(
+        network_schedule: &Schedule,
+        global_schedule: &Schedule,
+    ) -> Result<Reservation, StoreError>;
+    /// The reserved password guess was right: that network's count is cleared and the
+    /// username's global count takes the reservation back.
+    async fn password_was_right(&self, username: &str, network: &str) -> Result<(), StoreError>;
+    /// Reserves one second-factor guess for `user` on `path` (login and step-up count apart,
+    /// so a stolen cookie cannot slow the owner's login), as `reserve_password_guess` does.
+    async fn reserve_code_guess(
         &self,
-        username: &str,
-        network: &str,
-    ) -> Result<(), StoreError>;
-    /// Wrong second-factor codes of the user (every ticket, network and step-up) and when the
-    /// last one came (ms).
-    async fn totp_failures(&self, user: &UserId) -> Result<(u32, i64), StoreError>;
-    async fn record_totp_failure(&self, user: &UserId, now: i64) -> Result<(), StoreError>;
+        user: &UserId,
+        path: CodePath,
+        now: i64,
+        schedule: &Schedule,
+    ) -> Result<Reservation, StoreError>;
+    /// The reserved code was right: its reservation is taken back (earlier failures stay).
+    async fn code_was_right(&self, user: &UserId, path: CodePath) -> Result<(), StoreError>;
     /// Stores a ticket under the hash of its handle.
     async fn put_ticket(
         &self,
@@ -71,14 +102,11 @@ pub trait AuthStore: Send + Sync {
         current: &[String],
         removed: &[String],
     ) -> Result<(), StoreError>;
-    /// Records the user's fingerprint; if it differs from the stored one, bumps the credential
-    /// version and ends every session of the user. A missing stored fingerprint is trusted only
-    /// when there is nothing to trust: no session and not `disabled`. Returns the number of
-    /// sessions ended (`None` when nothing changed).
+    /// Records the user's fingerprint; if it differs from the stored one, or none is stored,
+    /// bumps the credential version (pushed) and ends every session of the user.
     async fn sync_fingerprint(
         &self,
         user: &UserId,
         fingerprint: &str,
-        disabled: bool,
-    ) -> Result<Option<u64>, StoreError>;
+    ) -> Result<FingerprintSync, StoreError>;
 }

@@ -28,17 +28,20 @@ fn owner(session: &Session) -> Result<UserId, ApiError> {
     Ok(session.record.user_id.clone())
 }
 
-/// The caller's live session; a dead cookie is expired in the 401.
+/// The caller's live session; a dead cookie is expired in the 401. Kills (`to_end`) are
+/// served even while Redis may evict (see `SessionGuard::session_to_end`).
 async fn caller(
     req: &HttpRequest,
     state: &State,
     now: i64,
+    to_end: bool,
 ) -> Result<(crate::http::credential::Presented, Session), actix_web::Error> {
-    state
-        .guard
-        .session(req, now)
-        .await
-        .map_err(|e| clear_dead_cookie(req, e))
+    let found = if to_end {
+        state.guard.session_to_end(req, now).await
+    } else {
+        state.guard.session(req, now).await
+    };
+    found.map_err(|e| clear_dead_cookie(req, e))
 }
 
 /// `GET /v1/sessions`: the caller's live sessions, `current: true` on this one.
@@ -47,7 +50,7 @@ pub async fn list(
     state: web::Data<State>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = state.clock.now_ms();
-    let (_, current) = caller(&req, &state, now).await?;
+    let (_, current) = caller(&req, &state, now, false).await?;
     let sessions = state
         .service
         .list(&owner(&current)?, now)
@@ -69,7 +72,7 @@ pub async fn revoke_one(
     path: web::Path<String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = state.clock.now_ms();
-    let (presented, current) = caller(&req, &state, now).await?;
+    let (presented, current) = caller(&req, &state, now, true).await?;
     let target = path.into_inner();
     let is_current = target == current.id.as_str();
     let victim = if is_current {
@@ -118,7 +121,7 @@ pub async fn revoke_many(
     query: web::Query<Scope>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let now = state.clock.now_ms();
-    let (presented, current) = caller(&req, &state, now).await?;
+    let (presented, current) = caller(&req, &state, now, true).await?;
     let user = owner(&current)?;
     let all = match query.scope.as_str() {
         "others" => false,

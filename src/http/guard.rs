@@ -93,6 +93,26 @@ impl SessionGuard {
         req: &HttpRequest,
         now: UnixMillis,
     ) -> Result<(Presented, Session), ApiError> {
+        self.load(req, now, true).await
+    }
+
+    /// `session` for a request that only *ends* sessions (logout, kills): allowed even while
+    /// Redis runs with an eviction policy, because refusing would keep a compromised session
+    /// alive, and deleting a key is never made unsafe by eviction.
+    pub async fn session_to_end(
+        &self,
+        req: &HttpRequest,
+        now: UnixMillis,
+    ) -> Result<(Presented, Session), ApiError> {
+        self.load(req, now, false).await
+    }
+
+    async fn load(
+        &self,
+        req: &HttpRequest,
+        now: UnixMillis,
+        refuse_while_evicting: bool,
+    ) -> Result<(Presented, Session), ApiError> {
         let presented = presented_session(req, &self.regions)?.ok_or_else(|| {
             ApiError::unauthorized("no_session", "no session credential presented")
         })?;
@@ -104,7 +124,7 @@ impl SessionGuard {
                 &presented.token().secret().csrf_token(),
             )?;
         }
-        if !self.redis_ok.load(Ordering::Relaxed) {
+        if refuse_while_evicting && !self.redis_ok.load(Ordering::Relaxed) {
             return Err(ApiError::unavailable(
                 "Redis maxmemory-policy is not noeviction",
             ));

@@ -34,7 +34,7 @@ pub async fn revoke_own(
     state: web::Data<State>,
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
-    state.ensure_redis_policy()?;
+    // Revocation is served even while Redis may evict: see `SessionGuard::session_to_end`.
     let now = state.clock.now_ms();
     let token = form.token.trim();
     if let Ok(refresh) = RefreshToken::parse(token, &state.regions) {
@@ -69,13 +69,25 @@ pub async fn session_of_access_token(
     now: i64,
 ) -> Result<Session, ApiError> {
     let claims = state.check_access_token(token)?;
-    let gone = || ApiError::invalid_session();
-    let sid = SessionId::parse(&claims.sid, &state.regions).map_err(|_| gone())?;
-    let session = state.service.load(&sid, now).await?.ok_or_else(gone)?;
-    if session.record.user_id.as_str() != claims.sub {
-        return Err(gone());
-    }
-    Ok(session)
+    session_of_claims(state, &claims, now)
+        .await?
+        .ok_or_else(ApiError::invalid_session)
+}
+
+/// The live session a token's claims name, if it still belongs to the token's user.
+async fn session_of_claims(
+    state: &State,
+    claims: &crate::token::AccessClaims,
+    now: i64,
+) -> Result<Option<Session>, ApiError> {
+    let Ok(sid) = SessionId::parse(&claims.sid, &state.regions) else {
+        return Ok(None);
+    };
+    Ok(state
+        .service
+        .load(&sid, now)
+        .await?
+        .filter(|s| s.record.user_id.as_str() == claims.sub))
 }
 
 /// `POST /admin/revoke` (RFC 7009): `token` (session token or access token),
@@ -87,15 +99,11 @@ pub async fn revoke(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Revoke)?;
-    state.ensure_redis_policy()?;
     let _ = &form.token_type_hint; // every type is recognised by its shape; the hint is optional
     let now = state.clock.now_ms();
     let session = if looks_like_jwt(&form.token) {
         match state.issuer.validate(&form.token, now / 1000) {
-            Ok(claims) => match SessionId::parse(&claims.sid, &state.regions) {
-                Ok(sid) => state.service.load(&sid, now).await?,
-                Err(_) => None,
-            },
+            Ok(claims) => session_of_claims(&state, &claims, now).await?,
             Err(_) => None,
         }
     } else {
@@ -135,10 +143,7 @@ pub async fn introspect(
         let Ok(claims) = state.check_access_token(&form.token) else {
             return Ok(inactive());
         };
-        let Ok(sid) = SessionId::parse(&claims.sid, &state.regions) else {
-            return Ok(inactive());
-        };
-        let Some(session) = state.service.load(&sid, now).await? else {
+        let Some(session) = session_of_claims(&state, &claims, now).await? else {
             return Ok(inactive());
         };
         let mut body = serde_json::to_value(&*claims).map_err(ApiError::internal)?;

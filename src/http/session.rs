@@ -68,13 +68,14 @@ pub async fn logout(
 ) -> Result<HttpResponse, actix_web::Error> {
     let (session, is_cookie) = match bearer_access_token(&req) {
         Some(jwt) => {
-            state.ensure_redis_policy()?;
             let session =
                 super::oauth::session_of_access_token(&state, jwt, state.clock.now_ms()).await?;
             (session, false)
         }
         None => {
-            let (presented, session) = authenticated(&req, &state)
+            let (presented, session) = state
+                .guard
+                .session_to_end(&req, state.clock.now_ms())
                 .await
                 .map_err(|e| clear_dead_cookie(&req, e))?;
             (session, presented.is_cookie())

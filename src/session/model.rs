@@ -62,6 +62,9 @@ pub struct SessionRecord {
     pub refresh: Option<RefreshState>,
     /// Roles snapshot. (The home region is not stored: the id says it.)
     pub roles: Vec<String>,
+    /// Created for a user of Tessera's users file (login, or the admin API for such a user):
+    /// such a session ends when the user leaves the file, whatever Redis remembers.
+    pub from_users_file: bool,
 }
 
 /// A native session's refresh-token family as the record keeps it.

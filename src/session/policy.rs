@@ -260,6 +260,7 @@ mod requirement_tests {
             roles: roles.split_whitespace().map(str::to_owned).collect(),
             idle_timeout_ms: 0,
             refresh: None,
+            from_users_file: false,
         }
     }
 

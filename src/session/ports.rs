@@ -175,14 +175,16 @@ pub trait SuccessorMac: Send + Sync {
 /// Whether a user may still use a session at all (the users file's `disabled`): asked on every
 /// authentication, refresh and token check, so it holds even when Redis forgot a revocation.
 pub trait UserGate: Send + Sync {
-    fn admits(&self, user: &str) -> bool;
+    /// `from_users_file`: the session was created for a user of the users file, so it needs
+    /// the user to still be there.
+    fn admits(&self, user: &str, from_users_file: bool) -> bool;
 }
 
 /// Admits everyone: for processes with no users file (embedded guards).
 pub struct AdmitAll;
 
 impl UserGate for AdmitAll {
-    fn admits(&self, _: &str) -> bool {
+    fn admits(&self, _: &str, _: bool) -> bool {
         true
     }
 }

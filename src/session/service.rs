@@ -119,9 +119,9 @@ impl SessionService {
         self
     }
 
-    /// False for a user the users file has disabled.
+    /// False for a user the users file has disabled (access tokens: no more is known).
     pub fn admits(&self, user: &str) -> bool {
-        self.gate.admits(user)
+        self.gate.admits(user, false)
     }
 
     /// Moves the revocations the store's scripts write to each tag's outbox on to `feed`.
@@ -214,6 +214,7 @@ impl SessionService {
             device_name: clip(&new.device_name, MAX_DEVICE_NAME),
             roles: new.roles.clone(),
             idle_timeout_ms,
+            from_users_file: new.fingerprint.is_some(),
             refresh: new.native.as_ref().map(|n| RefreshState {
                 current: n.refresh_hash.clone(),
                 previous: None,
@@ -287,7 +288,7 @@ impl SessionService {
         if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
             return Err(AuthError::NoSession);
         }
-        if !self.gate.admits(user.as_str()) {
+        if !self.gate.admits(user.as_str(), record.from_users_file) {
             return Err(AuthError::NoSession);
         }
         let mut session = Session {
@@ -527,7 +528,9 @@ impl SessionService {
         };
         let record = match outcome {
             RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record)
-                if self.gate.admits(record.user_id.as_str()) =>
+                if self
+                    .gate
+                    .admits(record.user_id.as_str(), record.from_users_file) =>
             {
                 *record
             }

@@ -2,8 +2,8 @@
 
 use super::keys::KeyLayout;
 use super::store_error;
-use crate::authn::limits::PasswordFailures;
-use crate::authn::ports::{AuthStore, MfaTicket};
+use crate::authn::limits::Schedule;
+use crate::authn::ports::{AuthStore, CodePath, FingerprintSync, MfaTicket, Reservation};
 use crate::clock::SharedClock;
 use crate::session::{StoreError, UserId};
 use anyhow::anyhow;
@@ -17,6 +17,8 @@ static TOTP_STEP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/totp_step.lua")));
 static TICKET_FAILURE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ticket_failure.lua")));
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/attempt.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
 static SYNC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
 
 /// Seconds a failure count is remembered after its last failure.
@@ -44,17 +46,6 @@ impl RedisAuthStore {
             clock,
         }
     }
-
-    /// Per (username, client network): the counter that delays a failing network.
-    fn failures_key(&self, username: &str, network: &str) -> String {
-        self.keys
-            .counter("fail", &format!("{}\0{network}", username.to_lowercase()))
-    }
-
-    /// Per username over every network: raises the wait of failing networks only.
-    fn global_failures_key(&self, username: &str) -> String {
-        self.keys.counter("failg", &username.to_lowercase())
-    }
 }
 
 #[async_trait]
@@ -69,77 +60,70 @@ impl AuthStore for RedisAuthStore {
         Ok((n, (ttl_ms.max(0) as u64).div_ceil(1000)))
     }
 
-    async fn password_failures(
-        &self,
-        username: &str,
-        network: &str,
-    ) -> Result<PasswordFailures, StoreError> {
-        let ((n, last), global): ((Option<u32>, Option<i64>), Option<u32>) = redis::pipe()
-            .hmget(self.failures_key(username, network), &["n", "last"])
-            .hget(self.global_failures_key(username), "n")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
-        Ok(PasswordFailures {
-            network: n.unwrap_or(0),
-            network_last: last.unwrap_or(0),
-            global: global.unwrap_or(0),
-        })
-    }
-
-    async fn record_password_failure(
+    async fn reserve_password_guess(
         &self,
         username: &str,
         network: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
-        let key = self.failures_key(username, network);
-        let global = self.global_failures_key(username);
-        let _: () = redis::pipe()
-            .atomic()
-            .hincr(&key, "n", 1)
-            .hset(&key, "last", now)
-            .expire(&key, FAILURE_MEMORY_SECS)
-            .hincr(&global, "n", 1)
-            .expire(&global, FAILURE_MEMORY_SECS)
-            .query_async(&mut self.conn.clone())
+        network_schedule: &Schedule,
+        global_schedule: &Schedule,
+    ) -> Result<Reservation, StoreError> {
+        let (wait_ms, failures, all_failures): (i64, u32, u32) = ATTEMPT
+            .key(self.keys.password_failures(username, Some(network)))
+            .key(self.keys.password_failures(username, None))
+            .arg(now)
+            .arg(network_schedule.to_arg())
+            .arg(global_schedule.to_arg())
+            .arg(FAILURE_MEMORY_SECS)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(Reservation {
+            wait_ms,
+            failures,
+            all_failures,
+        })
+    }
+
+    async fn password_was_right(&self, username: &str, network: &str) -> Result<(), StoreError> {
+        let _: i64 = SETTLE
+            .key(self.keys.password_failures(username, Some(network)))
+            .key(self.keys.password_failures(username, None))
+            .arg("clear")
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         Ok(())
     }
 
-    async fn clear_password_failures(
+    async fn reserve_code_guess(
         &self,
-        username: &str,
-        network: &str,
-    ) -> Result<(), StoreError> {
-        let _: () = self
-            .conn
-            .clone()
-            .del(self.failures_key(username, network))
+        user: &UserId,
+        path: CodePath,
+        now: i64,
+        schedule: &Schedule,
+    ) -> Result<Reservation, StoreError> {
+        let (wait_ms, failures, _): (i64, u32, u32) = ATTEMPT
+            .key(self.keys.totp_failures(user, path == CodePath::StepUp))
+            .arg(now)
+            .arg(schedule.to_arg())
+            .arg("")
+            .arg(FAILURE_MEMORY_SECS)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        Ok(())
+        Ok(Reservation {
+            wait_ms,
+            failures,
+            all_failures: failures,
+        })
     }
 
-    async fn totp_failures(&self, user: &UserId) -> Result<(u32, i64), StoreError> {
-        let (n, last): (Option<u32>, Option<i64>) = self
-            .conn
-            .clone()
-            .hmget(self.keys.totp_failures(user), &["n", "last"])
-            .await
-            .map_err(store_error)?;
-        Ok((n.unwrap_or(0), last.unwrap_or(0)))
-    }
-
-    async fn record_totp_failure(&self, user: &UserId, now: i64) -> Result<(), StoreError> {
-        let key = self.keys.totp_failures(user);
-        let _: () = redis::pipe()
-            .atomic()
-            .hincr(&key, "n", 1)
-            .hset(&key, "last", now)
-            .expire(&key, FAILURE_MEMORY_SECS)
-            .query_async(&mut self.conn.clone())
+    async fn code_was_right(&self, user: &UserId, path: CodePath) -> Result<(), StoreError> {
+        let _: i64 = SETTLE
+            .key(self.keys.totp_failures(user, path == CodePath::StepUp))
+            .arg("decrement")
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         Ok(())
@@ -239,22 +223,26 @@ impl AuthStore for RedisAuthStore {
         &self,
         user: &UserId,
         fingerprint: &str,
-        disabled: bool,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<FingerprintSync, StoreError> {
         let now = self.clock.now_ms();
         let n: i64 = SYNC
             .key(self.keys.credential_version(user))
             .key(self.keys.user_index(user))
             .key(self.keys.fingerprint(user))
             .key(self.keys.outbox(&user.tag()))
+            .key(self.keys.totp_failures(user, false))
+            .key(self.keys.totp_failures(user, true))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(fingerprint)
             .arg(user.as_str())
             .arg(now + self.revocation_ttl_ms)
-            .arg(if disabled { "1" } else { "" })
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        Ok((n >= 0).then_some(n as u64))
+        Ok(match n {
+            -1 => FingerprintSync::Unchanged,
+            -2 => FingerprintSync::FirstSight,
+            n => FingerprintSync::Changed(n.max(0) as u64),
+        })
     }
 }

@@ -41,15 +41,32 @@ impl KeyLayout {
         format!("{}:v:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
+    /// `tsr:v:{tag}:`: prefix of the credential-version keys of the users with this tag.
+    pub fn credential_version_prefix(&self, tag: &str) -> String {
+        format!("{}:v:{{{tag}}}:", self.prefix)
+    }
+
     /// `tsr:f:{tag}:<user id>`: fingerprint of the user's entry in the users file.
     pub fn fingerprint(&self, user: &UserId) -> String {
         format!("{}:f:{{{}}}:{}", self.prefix, user.tag(), user)
     }
 
-    /// `tsr:tf:{tag}:<user id>`: the user's wrong second-factor codes (count, last), across
-    /// every ticket, network and step-up; a correct password never clears it.
-    pub fn totp_failures(&self, user: &UserId) -> String {
-        format!("{}:tf:{{{}}}:{}", self.prefix, user.tag(), user)
+    /// `tsr:tf:{tag}:<user id>` (login) and `tsr:tfs:{tag}:<user id>` (step-up): the user's
+    /// wrong second-factor codes (count, last), across tickets and networks; a correct password
+    /// never clears them, a changed users-file entry does.
+    pub fn totp_failures(&self, user: &UserId, step_up: bool) -> String {
+        let kind = if step_up { "tfs" } else { "tf" };
+        format!("{}:{kind}:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
+    /// Password-failure counters of one username: per client network, and over all of them.
+    /// Both share a hash tag (derived from the username), so one script updates both.
+    pub fn password_failures(&self, username: &str, network: Option<&str>) -> String {
+        let tag = short_hash(&username.to_lowercase());
+        match network {
+            Some(net) => format!("{}:rl:{{{tag}}}:fail:{}", self.prefix, short_hash(net)),
+            None => format!("{}:rl:{{{tag}}}:failg", self.prefix),
+        }
     }
 
     /// `tsr:totp:{tag}:<user id>`: the last TOTP step the user spent.
@@ -138,7 +155,8 @@ mod tests {
             layout.credential_version(&user),
             layout.fingerprint(&user),
             layout.totp_step(&user),
-            layout.totp_failures(&user),
+            layout.totp_failures(&user, false),
+            layout.totp_failures(&user, true),
             layout.grant(&id, "abc"),
         ];
         for key in &keys {

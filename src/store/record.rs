@@ -56,6 +56,9 @@ pub struct StoredSession {
     /// Space-separated.
     #[serde(rename = "ro", default, skip_serializing_if = "String::is_empty")]
     pub roles: String,
+    /// 1 for a session of a users-file user.
+    #[serde(rename = "f", default, skip_serializing_if = "is_zero_u8")]
+    pub from_users_file: u8,
 }
 
 /// A stored record that does not make a session (corrupt or written by something else).
@@ -99,6 +102,7 @@ impl StoredSession {
             refresh_previous,
             refreshed_at,
             roles: r.roles.join(" "),
+            from_users_file: u8::from(r.from_users_file),
         }
     }
 
@@ -136,6 +140,7 @@ impl StoredSession {
             idle_timeout_ms: self.idle_timeout_ms,
             refresh,
             roles: words(&self.roles),
+            from_users_file: self.from_users_file != 0,
         })
     }
 }
@@ -145,6 +150,10 @@ fn words(s: &str) -> Vec<String> {
 }
 
 fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u8(v: &u8) -> bool {
     *v == 0
 }
 

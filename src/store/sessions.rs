@@ -31,6 +31,7 @@ static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/refresh.lua")));
 static REVOKE_REFRESH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_refresh.lua")));
+static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -150,9 +151,10 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<String> = self
-            .conn()
-            .get(self.keys.session(id))
+        let raw: Option<String> = LOAD
+            .key(self.keys.session(id))
+            .arg(self.keys.credential_version_prefix(id.tag()))
+            .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         raw.as_deref().map(Self::decode).transpose()
@@ -197,11 +199,16 @@ impl SessionStore for RedisSessionStore {
     async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
         let flat: Vec<String> = LIST
             .key(self.keys.user_index(user))
+            .key(self.keys.credential_version(user))
             .arg(now)
             .arg(self.keys.session_prefix(&user.tag()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        let Some((current, flat)) = flat.split_first() else {
+            return Ok(Vec::new());
+        };
+        let current: u64 = current.parse().unwrap_or(0);
         let mut sessions = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
             let record = Self::decode(&pair[1])?;
@@ -209,7 +216,10 @@ impl SessionStore for RedisSessionStore {
             let Ok(id) = SessionId::parse(&pair[0], &self.regions) else {
                 continue;
             };
-            if record.user_id != *user || record.expires_at <= now {
+            if record.user_id != *user
+                || record.expires_at <= now
+                || record.credential_version < current
+            {
                 continue;
             }
             sessions.push(Session { id, record });
@@ -224,6 +234,8 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.user_index(user))
             .key(self.keys.fingerprint(user))
             .key(self.keys.outbox(&user.tag()))
+            .key(self.keys.totp_failures(user, false))
+            .key(self.keys.totp_failures(user, true))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg("")
             .arg(user.as_str())
@@ -240,10 +252,11 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.outbox(&user.tag()))
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
-            .key(self.keys.fingerprint(user))
             .key(self.keys.totp_step(user))
+            .key(self.keys.fingerprint(user))
             .key(self.keys.user_audit(user))
-            .key(self.keys.totp_failures(user))
+            .key(self.keys.totp_failures(user, false))
+            .key(self.keys.totp_failures(user, true))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(user.as_str())
             .arg(self.until())
@@ -297,6 +310,7 @@ impl SessionStore for RedisSessionStore {
             .arg(r.id.as_str())
             .arg(self.keys.user_index_prefix(r.id.tag()))
             .arg(self.until())
+            .arg(self.keys.credential_version_prefix(r.id.tag()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

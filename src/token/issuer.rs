@@ -178,6 +178,7 @@ mod tests {
                 roles: vec!["admin".into()],
                 idle_timeout_ms: 0,
                 refresh: None,
+                from_users_file: false,
             },
         }
     }
@@ -240,6 +241,29 @@ mod tests {
             assert_eq!(
                 issuer.validate(&twin, NOW / 1000),
                 Err(TokenError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn identity_claims_outside_tesseras_own_shapes_are_refused() {
+        let issuer = issuer(SigningAlg::Es256);
+        let good = issuer.mint(&session(), None, NOW).unwrap().token;
+        let (header, claims) = parts(&good);
+        for (name, value) in [
+            ("sub", "alice\r\nX-Evil: 1"),
+            ("sub", "bad user"),
+            ("sid", "v1_eu\r\n"),
+            ("acr", "mfa\r\nSet-Cookie: x"),
+            ("acr", "gold"),
+        ] {
+            let mut c = claims.clone();
+            c[name] = serde_json::Value::String(value.into());
+            let token = resign(&issuer, &header, &c);
+            assert_eq!(
+                issuer.validate(&token, NOW / 1000),
+                Err(TokenError::BadClaims),
+                "{name} = {value:?}"
             );
         }
     }

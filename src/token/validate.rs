@@ -291,6 +291,19 @@ pub fn validate_access_token(
     if claims.sub.is_empty() || claims.sid.is_empty() || claims.jti.is_empty() {
         return Err(TokenError::BadClaims);
     }
+    // Identity claims end up in headers (`X-Tessera-User`, …) and logs: only the shapes Tessera
+    // itself issues pass, so even a holder of a signing key cannot smuggle CR/LF through.
+    let sid_ok = claims.sid.len() <= 64
+        && claims
+            .sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if crate::session::UserId::parse(&claims.sub).is_err()
+        || !sid_ok
+        || !matches!(claims.acr.as_str(), "pwd" | "mfa")
+    {
+        return Err(TokenError::BadClaims);
+    }
     check_times(&claims, rules, now_secs)?;
     Ok(claims)
 }

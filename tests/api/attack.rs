@@ -592,3 +592,297 @@ async fn a_key_without_the_scope_gets_403_before_its_body_is_judged() {
         );
     }
 }
+
+// ---- Second round: what an attack on the first fixes found ----
+
+/// The error codes of many responses, in order.
+async fn codes(responses: Vec<Response>) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in responses {
+        out.push(error_code(r).await.1);
+    }
+    out
+}
+
+#[tokio::test]
+async fn simultaneous_code_guesses_cannot_slip_past_the_second_factor_delay() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let mut tickets = Vec::new();
+    for n in 0..10 {
+        let ip = format!("198.51.{n}.1");
+        let first: Value = app
+            .login_from(&ip, "bob", BOB_PW)
+            .await
+            .json()
+            .await
+            .unwrap();
+        tickets.push((ip, first["mfa_token"].as_str().unwrap().to_owned()));
+    }
+    let wrong = wrong_code();
+    let guesses = (0..40).map(|i| {
+        let (ip, ticket) = &tickets[i % tickets.len()];
+        app.mfa_from(ip, ticket, &wrong)
+    });
+    let answers = codes(futures_util::future::join_all(guesses).await).await;
+    let checked = answers.iter().filter(|c| *c == "invalid_totp").count();
+    assert!(
+        checked <= 3,
+        "only the free guesses are checked: {answers:?}"
+    );
+    assert!(answers.iter().any(|c| c == "rate_limited"), "{answers:?}");
+}
+
+#[tokio::test]
+async fn simultaneous_password_guesses_cannot_slip_past_the_network_delay() {
+    let (_redis, app) = app_with(|s| s.argon2_queue_ms = 10_000).await;
+    let ips: Vec<String> = (0..24).map(|n| format!("10.50.1.{n}")).collect();
+    let guesses = ips.iter().map(|ip| app.login_from(ip, "alice", "guess"));
+    let answers = codes(futures_util::future::join_all(guesses).await).await;
+    let checked = answers
+        .iter()
+        .filter(|c| *c == "invalid_credentials")
+        .count();
+    assert!(
+        checked <= 5,
+        "only the free guesses are checked: {answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let first: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cookie_holder = app
+        .mfa_from(
+            "198.51.100.1",
+            first["mfa_token"].as_str().unwrap(),
+            &bob_code(0),
+        )
+        .await;
+    let stolen = TestApp::cookie_of(&cookie_holder);
+    let wrong = wrong_code();
+    for _ in 0..6 {
+        app.step_up_bearer(&stolen, json!({"totp": wrong})).await;
+    }
+    let delayed = app.step_up_bearer(&stolen, json!({"totp": wrong})).await;
+    assert_eq!(
+        error_code(delayed).await.0,
+        429,
+        "step-up guessing is delayed"
+    );
+    // The owner, elsewhere, logs in with the password and the next code: not delayed.
+    let first: Value = app
+        .login_from("203.0.113.9", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let owner = app
+        .mfa_from(
+            "203.0.113.9",
+            first["mfa_token"].as_str().unwrap(),
+            &bob_code(1),
+        )
+        .await;
+    assert_eq!(owner.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_change_lifts_the_code_delay_and_kills_old_tickets() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let wrong = wrong_code();
+    let first: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let old_ticket = first["mfa_token"].as_str().unwrap().to_owned();
+    for _ in 0..4 {
+        app.mfa_from("198.51.100.1", &old_ticket, &wrong).await;
+    }
+    let fresh: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let delayed = app
+        .mfa_from(
+            "198.51.100.1",
+            fresh["mfa_token"].as_str().unwrap(),
+            &bob_code(0),
+        )
+        .await;
+    assert_eq!(error_code(delayed).await.0, 429);
+
+    let new_password = "bob's brand new passphrase";
+    edit_users_file(app.settings.users_file.as_ref().unwrap(), |text| {
+        let new_hash = tessera::authn::password::hash_password(new_password);
+        let bob = text.find("id = \"u-bob\"").unwrap();
+        let start = bob + text[bob..].find("$argon2id$").unwrap();
+        let end = start + text[start..].find('"').unwrap();
+        format!("{}{new_hash}{}", &text[..start], &text[end..])
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ticket = loop {
+        let r = app.login_from("198.51.100.1", "bob", new_password).await;
+        if r.status() == 200 {
+            let body: Value = r.json().await.unwrap();
+            break body["mfa_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the new password works");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // A ticket from before the change cannot guess (it would refill the count).
+    assert_eq!(
+        error_code(app.mfa_from("198.51.100.1", &old_ticket, &wrong).await)
+            .await
+            .1,
+        "invalid_mfa_token"
+    );
+    let done = app.mfa_from("198.51.100.1", &ticket, &bob_code(1)).await;
+    assert_eq!(done.status(), 200, "the change started the count afresh");
+}
+
+#[tokio::test]
+async fn revoke_all_ends_sessions_even_when_the_user_index_is_gone() {
+    let (redis, app) = app_with(|_| {}).await;
+    let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let native = app.native_login().await;
+    let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
+    let index = format!("{}:u:{{{tag}}}:u-alice", app.settings.key_prefix);
+    let deleted: i64 = redis::Commands::del(&mut redis.conn(), &index).unwrap();
+    assert_eq!(deleted, 1);
+    let done: Value = app
+        .admin_post("/admin/users/u-alice/revoke-all", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["revoked"], 0, "the index listed nothing");
+    assert_eq!(app.get_session_with_cookie(&cookie).await.status(), 401);
+    assert_eq!(app.mint(&cookie, None).await.status(), 401);
+    let refresh = native["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        error_code(app.refresh(refresh).await).await.1,
+        "invalid_refresh_token"
+    );
+    let listed: Value = app
+        .admin_get("/admin/users/u-alice/sessions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_removed_user_is_refused_even_when_redis_forgot_the_users_file() {
+    let redis = RedisServer::start();
+    let mut settings = test_settings(&redis);
+    settings.users_file = Some(write_users_file());
+    let first = spawn_app_with(settings.clone()).await;
+    let cookie = TestApp::cookie_of(&first.login("alice", ALICE_PW).await);
+    drop(first);
+    let forgot: i64 =
+        redis::Commands::del(&mut redis.conn(), format!("{}:users", settings.key_prefix)).unwrap();
+    assert_eq!(forgot, 1);
+    let path = settings.users_file.clone().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("[[users]]\nid = \"u-alice\"").unwrap();
+    let end = start + 1 + text[start + 1..].find("[[users]]").unwrap();
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let next = spawn_app_with(settings).await;
+    assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
+}
+
+#[tokio::test]
+async fn sessions_can_still_be_ended_while_redis_may_evict() {
+    let (redis, app) = app_with(|s| s.redis_check_interval_secs = 1).await;
+    let a = app.create_session("alice").await;
+    let b = app.create_session("alice").await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(
+        eventually(503, || async {
+            app.get_session_with_bearer(&a.token)
+                .await
+                .status()
+                .as_u16()
+        })
+        .await,
+        "session work is refused"
+    );
+    let out = app
+        .client
+        .post(format!("{}/v1/logout", app.public))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200, "logout still works");
+    let all = app
+        .admin_post("/admin/users/alice/revoke-all", &json!({}))
+        .await;
+    assert_eq!(all.status(), 200, "revoke-all still works");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_bearer(&b.token)
+                .await
+                .status()
+                .as_u16()
+        })
+        .await
+    );
+    assert_eq!(app.get_session_with_bearer(&a.token).await.status(), 401);
+}
+
+#[tokio::test]
+async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let code = bob_code(0);
+    let first: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = app
+        .mfa_from("198.51.100.1", first["mfa_token"].as_str().unwrap(), &code)
+        .await;
+    assert_eq!(done.status(), 200);
+    let erased = app
+        .client
+        .delete(format!("{}/admin/users/u-bob", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    let again: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let replay = app
+        .mfa_from("198.51.100.1", again["mfa_token"].as_str().unwrap(), &code)
+        .await;
+    assert_eq!(error_code(replay).await.1, "totp_replayed");
+}

@@ -47,6 +47,7 @@ fn record(user: &str, last_seen: i64) -> SessionRecord {
         roles: Vec::new(),
         idle_timeout_ms: 0,
         refresh: None,
+        from_users_file: false,
     }
 }
 

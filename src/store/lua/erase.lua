@@ -1,8 +1,12 @@
 -- Erase a user: every session, then every per-user key (index, credential version,
 -- fingerprint, TOTP state, the user's audit list). The global audit stream keeps its own record
 -- of the erasure.
--- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3] credential version, KEYS[4..] other
--- per-user keys; ARGV[1] session key prefix of this user, ARGV[2] user id, ARGV[3] until (ms).
+-- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3] credential version, KEYS[4] the last TOTP
+-- step spent, KEYS[5..] other per-user keys; ARGV[1] session key prefix of this user, ARGV[2]
+-- user id, ARGV[3] until (ms).
+--
+-- The spent TOTP step outlives the erasure by two minutes (a code is good for ±1 step, 90 s):
+-- erasing must not make a just-used code usable again.
 --
 -- Every token of the user dies: the pushed minimum is max(version + 1, now) on Redis's clock.
 -- The version key goes too; a session created afterwards starts its version at Redis's now
@@ -18,6 +22,8 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   n = n + redis.call('DEL', ARGV[1] .. sid)
 end
 local ver = math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1, redis_ms())
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('PEXPIRE', KEYS[4], 120000)
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('RPUSH', KEYS[1], string.format('{"kind":"user","user":%s,"min_version":%d,"until":%d}', cjson.encode(ARGV[2]), ver, tonumber(ARGV[3])))
 return n

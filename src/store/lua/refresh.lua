@@ -2,7 +2,8 @@
 -- KEYS[1] session key; ARGV[1] presented hash, ARGV[2] successor hash, ARGV[3] now ms,
 -- ARGV[4] grace ms, ARGV[5] default idle ms, ARGV[6] session id, ARGV[7] user-index key prefix
 -- ('tsr:u:{tag}:', same slot; the user id comes from the record), ARGV[8] until (ms);
--- KEYS[2] the tag's revocation outbox.
+-- KEYS[2] the tag's revocation outbox; ARGV[9] credential-version key prefix ('tsr:v:{tag}:'):
+-- a record stamped below the user's current version is dead, index or not.
 -- Returns {'rotated', record} | {'grace', record} | {'reused', user} | {'mismatch', current hash,
 -- user} | {'unknown'}
 --
@@ -15,6 +16,9 @@ local rec = cjson.decode(raw)
 local now = tonumber(ARGV[3])
 if (not rec.rh) or rec.rh == '' then return {'unknown'} end
 if now >= tonumber(rec.ae) or now >= tonumber(rec.ie) then return {'unknown'} end
+if tonumber(rec.cv or 0) < tonumber(redis.call('GET', ARGV[9] .. rec.u) or '0') then
+  return {'unknown'}
+end
 local index = ARGV[7] .. rec.u
 local state
 if rec.rh == ARGV[1] then
