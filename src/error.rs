@@ -18,6 +18,8 @@ pub struct ApiError {
     message: Cow<'static, str>,
     www_authenticate: Option<String>,
     retry_after: Option<u64>,
+    /// A `Set-Cookie` that expires the client's dead session cookie.
+    expire_cookie: Option<String>,
     /// Logged, never sent.
     cause: Option<String>,
 }
@@ -34,8 +36,15 @@ impl ApiError {
             message: message.into(),
             www_authenticate: None,
             retry_after: None,
+            expire_cookie: None,
             cause: None,
         }
+    }
+
+    /// The same answer, plus a `Set-Cookie` (`removal`) that expires the dead cookie.
+    pub fn expiring_cookie(mut self, removal: String) -> Self {
+        self.expire_cookie = Some(removal);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
@@ -148,6 +157,9 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(cookie) = &self.expire_cookie {
+            response.append_header((header::SET_COOKIE, cookie.as_str()));
+        }
         response.json(serde_json::json!({ "error": self.code, "message": self.message }))
     }
 }
@@ -176,6 +188,20 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::NoSession => ApiError::invalid_session(),
             AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A user id in a path or body is the caller's mistake (400, saying what a user id is); a
+/// session id that does not parse is answered like one that does not exist (404), so nobody
+/// learns which ids are well-formed.
+impl From<crate::session::id::IdError> for ApiError {
+    fn from(e: crate::session::id::IdError) -> Self {
+        match e {
+            crate::session::id::IdError::UserId => {
+                ApiError::bad_request("invalid_user_id", e.to_string())
+            }
+            _ => ApiError::not_found("no such session"),
         }
     }
 }

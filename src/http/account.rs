@@ -35,7 +35,7 @@ async fn caller(
     state: &State,
     now: i64,
     to_end: bool,
-) -> Result<(crate::http::credential::Presented, Session), actix_web::Error> {
+) -> Result<(crate::http::credential::Presented, Session), ApiError> {
     let found = if to_end {
         state.guard.session_to_end(req, now).await
     } else {
@@ -45,10 +45,7 @@ async fn caller(
 }
 
 /// `GET /v1/sessions`: the caller's live sessions, `current: true` on this one.
-pub async fn list(
-    req: HttpRequest,
-    state: web::Data<State>,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn list(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now_ms();
     let (_, current) = caller(&req, &state, now, false).await?;
     let sessions = state
@@ -70,7 +67,7 @@ pub async fn revoke_one(
     req: HttpRequest,
     state: web::Data<State>,
     path: web::Path<String>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now_ms();
     let (presented, current) = caller(&req, &state, now, true).await?;
     let target = path.into_inner();
@@ -119,7 +116,7 @@ pub async fn revoke_many(
     req: HttpRequest,
     state: web::Data<State>,
     query: web::Query<Scope>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now_ms();
     let (presented, current) = caller(&req, &state, now, true).await?;
     let user = owner(&current)?;

@@ -182,12 +182,7 @@ pub async fn create_session(
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let body = body.into_inner();
-    let user_id = UserId::parse(&body.user_id).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_user_id",
-            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
-        )
-    })?;
+    let user_id = UserId::parse(&body.user_id)?;
     if !body.ip.is_empty() && body.ip.parse::<std::net::IpAddr>().is_err() {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -244,12 +239,7 @@ pub async fn list_user_sessions(
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
-    let user_id = UserId::parse(&path.into_inner()).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_user_id",
-            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
-        )
-    })?;
+    let user_id = UserId::parse(&path.into_inner())?;
     let sessions = state.service.list(&user_id, state.clock.now_ms()).await?;
     let views: Vec<_> = sessions
         .iter()
@@ -298,12 +288,7 @@ pub async fn elevate(
 }
 
 fn path_user(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_user_id",
-            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
-        )
-    })
+    Ok(UserId::parse(raw)?)
 }
 
 /// `DELETE /admin/users/{user_id}/sessions/{id}`: end one session of a user.

@@ -231,7 +231,7 @@ pub async fn step_up(
     req: HttpRequest,
     state: web::Data<State>,
     body: super::body::Json<StepUpRequest>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.password.is_none() && body.totp.is_none() {
         return Err(

@@ -14,21 +14,18 @@ async fn authenticated(req: &HttpRequest, state: &State) -> Result<(Presented, S
 }
 
 /// A 401 for a cookie client also expires the dead cookie.
-pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> actix_web::Error {
+pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> ApiError {
     let is_dead_cookie = err.code() == "invalid_session"
         && super::credential::session_cookie(req)
             .ok()
             .flatten()
             .is_some()
         && req.headers().get(header::AUTHORIZATION).is_none();
-    if !is_dead_cookie {
-        return err.into();
+    if is_dead_cookie {
+        err.expiring_cookie(cookie::removal_cookie().to_string())
+    } else {
+        err
     }
-    let mut response = actix_web::ResponseError::error_response(&err);
-    if let Ok(value) = header::HeaderValue::from_str(&cookie::removal_cookie().to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    actix_web::error::InternalError::from_response(err, response).into()
 }
 
 /// Serialized directly (no intermediate `serde_json::Value`): this is the hot read path.
@@ -40,10 +37,7 @@ struct CurrentSession<'a> {
 }
 
 /// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
-pub async fn current(
-    req: HttpRequest,
-    state: web::Data<State>,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let (presented, session) = authenticated(&req, &state)
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
@@ -62,10 +56,7 @@ pub async fn current(
 /// `POST /v1/logout`: ends the current session at once and expires the cookie. Native clients
 /// may present their access token (`Authorization: Bearer <JWT>`) instead of a session
 /// credential; the session behind it ends, and with it every token minted from it.
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<State>,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let (session, is_cookie) = match bearer_access_token(&req) {
         Some(jwt) => {
             let session =
@@ -117,7 +108,7 @@ pub async fn mint_token(
     req: HttpRequest,
     state: web::Data<State>,
     body: super::body::OptionalJson<TokenRequest>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, ApiError> {
     let request = body.0;
     let (_, session) = authenticated(&req, &state)
         .await

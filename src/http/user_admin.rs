@@ -19,12 +19,7 @@ pub fn requirement() -> Requirement {
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_user_id",
-            "user_id must be 1-128 characters of [A-Za-z0-9._@:-]",
-        )
-    })
+    Ok(UserId::parse(raw)?)
 }
 
 pub async fn list(

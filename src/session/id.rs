@@ -9,6 +9,8 @@ use std::fmt;
 /// Why an identity string was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
+    #[error("user_id must be 1-128 characters of [A-Za-z0-9._@:-]")]
+    UserId,
     #[error("malformed identifier")]
     Malformed,
     #[error("unknown session id version")]
@@ -33,7 +35,7 @@ impl UserId {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(IdError::Malformed)
+            Err(IdError::UserId)
         }
     }
 

@@ -21,3 +21,6 @@ pub use service::{AuthError, SessionService};
 
 /// Milliseconds since the Unix epoch. Every rule takes `now` as one of these.
 pub use crate::clock::UnixMillis;
+
+#[cfg(test)]
+mod service_tests;

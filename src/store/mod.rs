@@ -10,6 +10,7 @@ pub mod connection;
 pub mod health;
 pub mod keyring;
 pub mod keys;
+pub mod memory;
 pub mod record;
 pub mod revocations;
 pub mod sessions;

@@ -4,6 +4,7 @@ mod account;
 mod anomaly;
 mod attack;
 mod config;
+mod contract;
 mod faults;
 mod helpers;
 mod hostile;
