@@ -16,10 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: Cow<'static, str>,
-    www_authenticate: Option<String>,
-    retry_after: Option<u64>,
-    /// A `Set-Cookie` that expires the client's dead session cookie.
-    expire_cookie: Option<String>,
+    /// `WWW-Authenticate`, `Retry-After`, a `Set-Cookie` expiring a dead session cookie.
+    headers: Vec<(header::HeaderName, String)>,
     /// Logged, never sent.
     cause: Option<String>,
 }
@@ -34,16 +32,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            www_authenticate: None,
-            retry_after: None,
-            expire_cookie: None,
+            headers: Vec::new(),
             cause: None,
         }
     }
 
     /// The same answer, plus a `Set-Cookie` (`removal`) that expires the dead cookie.
     pub fn expiring_cookie(mut self, removal: String) -> Self {
-        self.expire_cookie = Some(removal);
+        self.headers.push((header::SET_COOKIE, removal));
         self
     }
 
@@ -54,7 +50,8 @@ impl ApiError {
     /// 401 with `WWW-Authenticate: Bearer` (RFC 6750), so clients know how to authenticate.
     pub fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
-        e.www_authenticate = Some(r#"Bearer realm="tessera""#.into());
+        e.headers
+            .push((header::WWW_AUTHENTICATE, r#"Bearer realm="tessera""#.into()));
         e
     }
 
@@ -81,10 +78,12 @@ impl ApiError {
                 acr.as_str()
             ),
         );
-        e.www_authenticate = Some(format!(
+        e.headers
+            .retain(|(name, _)| name != header::WWW_AUTHENTICATE);
+        e.headers.push((header::WWW_AUTHENTICATE, format!(
             r#"Bearer error="insufficient_user_authentication", error_description="{description}", acr_values="{}", max_age="{max_age_secs}""#,
             acr.as_str()
-        ));
+        )));
         e
     }
 
@@ -94,7 +93,8 @@ impl ApiError {
             "rate_limited",
             "too many attempts; wait before retrying",
         );
-        e.retry_after = Some(retry_after_secs.max(1));
+        e.headers
+            .push((header::RETRY_AFTER, retry_after_secs.max(1).to_string()));
         e
     }
 
@@ -105,7 +105,7 @@ impl ApiError {
             "unavailable",
             "the session store is unavailable; retry shortly",
         );
-        e.retry_after = Some(1);
+        e.headers.push((header::RETRY_AFTER, "1".into()));
         e.cause = Some(cause.to_string());
         e
     }
@@ -151,14 +151,8 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        if let Some(challenge) = &self.www_authenticate {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
-        }
-        if let Some(secs) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        if let Some(cookie) = &self.expire_cookie {
-            response.append_header((header::SET_COOKIE, cookie.as_str()));
+        for (name, value) in &self.headers {
+            response.append_header((name.clone(), value.as_str()));
         }
         response.json(serde_json::json!({ "error": self.code, "message": self.message }))
     }

@@ -124,9 +124,10 @@ pub async fn revoke_many(
         "others" => false,
         "all" => true,
         _ => {
-            return Err(
-                ApiError::bad_request("invalid_query", "scope must be `others` or `all`").into(),
-            )
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "scope must be `others` or `all`",
+            ))
         }
     };
     guard::check(&current, &recent_auth(&state), now)?;

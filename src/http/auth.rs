@@ -234,9 +234,10 @@ pub async fn step_up(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.password.is_none() && body.totp.is_none() {
-        return Err(
-            ApiError::bad_request("invalid_request", "send `password` and/or `totp`").into(),
-        );
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "send `password` and/or `totp`",
+        ));
     }
     if let Some(bind) = &body.bind {
         if bind.is_empty()
@@ -249,8 +250,7 @@ pub async fn step_up(
             return Err(ApiError::bad_request(
                 "invalid_request",
                 "`bind` must be a small non-empty object",
-            )
-            .into());
+            ));
         }
     }
     let now = state.clock.now_ms();
