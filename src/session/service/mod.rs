@@ -1,7 +1,6 @@
 //! The session service: the one place where a presented credential becomes a live session.
 
 use super::credential::{RefreshToken, SessionSecret, SessionToken};
-use super::device::{AnomalyPolicy, AnomalyRules};
 use super::id::{Region, SessionId, UserId};
 use super::model::{
     clip, Acr, NewSession, RefreshState, Session, SessionRecord, MAX_DEVICE_NAME, MAX_USER_AGENT,
@@ -11,11 +10,16 @@ use super::ports::{
     AccessToken, AdmitAll, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore,
     StoreError, SuccessorMac, TokenIssuer, UserGate,
 };
-use super::ports::{RefreshOutcome, RefreshRequest, RefreshRevocation};
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
 use crate::clock::SharedClock;
 use std::sync::Arc;
+
+mod grants;
+mod refresh;
+mod screening;
+
+pub use refresh::{RefreshError, MAX_REFRESH_GENERATIONS};
 
 /// Why a credential did not yield a live session.
 #[derive(Debug, thiserror::Error)]
@@ -23,23 +27,6 @@ pub enum AuthError {
     /// Unknown, expired, revoked or wrong secret: all look the same to the client.
     #[error("no valid session")]
     NoSession,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// How many rotations back a presented refresh secret is followed to prove it genuine. Each
-/// step is one HMAC and one SHA-256 (about a microsecond), so a made-up secret costs at most
-/// this many; a stolen token replayed after more rotations than this is refused as invalid
-/// (it never works) but is not recognised as reuse.
-pub const MAX_REFRESH_GENERATIONS: usize = 256;
-
-/// Why a refresh failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
-    #[error("refresh token unknown or expired")]
-    Invalid,
-    #[error("refresh token reused; session revoked")]
-    Reused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -452,175 +439,6 @@ impl SessionService {
         )
         .await;
         Ok(SessionToken::new(session.id.clone(), secret))
-    }
-
-    /// Applies the anomaly rules to one use of a live session from `ip` with `ua`. Returns
-    /// `Err(NoSession)` when the policy ended the session.
-    pub async fn screen(
-        &self,
-        session: &mut Session,
-        rules: &AnomalyRules,
-        ip: Option<std::net::IpAddr>,
-        ua: &str,
-        now: UnixMillis,
-    ) -> Result<(), AuthError> {
-        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, ua) else {
-            return Ok(());
-        };
-        if session.record.anomaly_at != 0 {
-            return Ok(()); // already seen and audited; the policy applies via `anomaly_at`
-        }
-        if !self.store.mark_anomaly(&session.id, now).await? {
-            return Ok(());
-        }
-        session.record.anomaly_at = now;
-        let seen = ip.map(|i| i.to_string()).unwrap_or_default();
-        self.audit(
-            AuditEvent::new("anomaly_detected", &Actor::system(), now)
-                .user(session.record.user_id.as_str())
-                .session(session.id.as_str())
-                .ip(&seen)
-                .reason(reason),
-        )
-        .await;
-        if rules.policy == AnomalyPolicy::Revoke {
-            self.revoke(session, &Actor::system(), &format!("anomaly: {reason}"))
-                .await?;
-            return Err(AuthError::NoSession);
-        }
-        Ok(())
-    }
-
-    /// Spends a refresh token: the current one rotates; its immediate predecessor within
-    /// `grace_ms` gets the very same successor; a *proven* older generation ends the session
-    /// (`refresh_token_reused`, audited and pushed). Anything else is invalid and changes
-    /// nothing: the session id is public, so a made-up secret must not be able to end it.
-    #[tracing::instrument(name = "Refresh", skip_all, fields(session.id = %presented.id()))]
-    pub async fn refresh(
-        &self,
-        presented: &RefreshToken,
-        grace_ms: i64,
-        now: UnixMillis,
-    ) -> Result<(Session, RefreshToken), RefreshError> {
-        let mac = self.mac()?;
-        let successor = presented.successor(&mac);
-        let outcome = self
-            .store
-            .refresh(RefreshRequest {
-                id: presented.id(),
-                presented_hash: &presented.hash(),
-                successor_hash: &successor.hash(),
-                now,
-                grace_ms,
-                default_idle_ms: self.policy.idle_timeout_ms,
-            })
-            .await?;
-        let ended_by_reuse = |user: String| async move {
-            self.feed.flush(presented.id().tag()).await;
-            self.audit(
-                AuditEvent::new("refresh_token_reused", &Actor::system(), now)
-                    .user(&user)
-                    .session(presented.id().as_str())
-                    .reason("a spent refresh token was presented again; session revoked"),
-            )
-            .await;
-            RefreshError::Reused
-        };
-        let record = match outcome {
-            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record)
-                if self
-                    .gate
-                    .admits(record.user_id.as_str(), record.from_users_file) =>
-            {
-                *record
-            }
-            RefreshOutcome::Rotated(_) | RefreshOutcome::Grace(_) => {
-                return Err(RefreshError::Invalid)
-            }
-            RefreshOutcome::Reused(user) => return Err(ended_by_reuse(user).await),
-            RefreshOutcome::Mismatch { current, user } => {
-                if !presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) {
-                    return Err(RefreshError::Invalid);
-                }
-                if !self.store.revoke(presented.id(), &user).await? {
-                    return Err(RefreshError::Invalid);
-                }
-                return Err(ended_by_reuse(user.as_str().to_owned()).await);
-            }
-            RefreshOutcome::Unknown => return Err(RefreshError::Invalid),
-        };
-        Ok((
-            Session {
-                id: presented.id().clone(),
-                record,
-            },
-            successor,
-        ))
-    }
-
-    /// A native client's own logout: ends the session of `presented` when it is the current or
-    /// the last spent refresh secret, or a proven older generation (then it is also reuse, and
-    /// audited as such). `false`, and nothing changed, for anything else.
-    #[tracing::instrument(name = "Revoke by refresh token", skip_all, fields(session.id = %presented.id()))]
-    pub async fn revoke_by_refresh(
-        &self,
-        presented: &RefreshToken,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
-        let mac = self.mac()?;
-        let outcome = self
-            .store
-            .revoke_by_refresh(presented.id(), &presented.hash())
-            .await?;
-        let (user, reason) = match outcome {
-            RefreshRevocation::Revoked(user) => (user, "refresh token revoked by its client"),
-            RefreshRevocation::Mismatch { current, user }
-                if presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) =>
-            {
-                if !self.store.revoke(presented.id(), &user).await? {
-                    return Ok(false);
-                }
-                (
-                    user,
-                    "a spent refresh token was presented again; session revoked",
-                )
-            }
-            RefreshRevocation::Mismatch { .. } | RefreshRevocation::Unknown => return Ok(false),
-        };
-        self.feed.flush(presented.id().tag()).await;
-        let event = if reason.starts_with("a spent") {
-            "refresh_token_reused"
-        } else {
-            "session_revoked"
-        };
-        self.audit(
-            AuditEvent::new(event, &Actor::user(user.as_str()), now)
-                .user(user.as_str())
-                .session(presented.id().as_str())
-                .reason(reason),
-        )
-        .await;
-        Ok(true)
-    }
-
-    /// Issues a single-use grant for one operation (identified by its digest).
-    pub async fn grant(
-        &self,
-        session: &Session,
-        digest: &str,
-        acr: Acr,
-        ttl_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.store.put_grant(&session.id, digest, acr, ttl_ms).await
-    }
-
-    /// Spends the grant for this operation, if there is one; returns its level.
-    pub async fn take_grant(
-        &self,
-        session: &Session,
-        digest: &str,
-    ) -> Result<Option<Acr>, StoreError> {
-        self.store.take_grant(&session.id, digest).await
     }
 
     /// One live session of `user` by its id: `None` for another user's id, so nobody learns
