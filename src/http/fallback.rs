@@ -10,7 +10,21 @@ use actix_web::{web, HttpRequest};
 /// requires. `allow` lists the methods the caller routes (`"GET, DELETE"`); a test checks it
 /// against the OpenAPI document, which another test checks against the routes.
 pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    ROUTES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_owned(), allow);
     web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
+}
+
+/// Every path a listener routed in this process, with its methods: what the OpenAPI test
+/// compares against the document (every route documented, not only every documented route).
+static ROUTES: std::sync::Mutex<std::collections::BTreeMap<String, &'static str>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The routes registered so far (after an `Application` was built).
+pub fn registered_routes() -> std::collections::BTreeMap<String, &'static str> {
+    ROUTES.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 async fn method_not_allowed(allow: &'static str) -> actix_web::HttpResponse {

@@ -139,17 +139,15 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(account::revoke_one)),
         )
         .service(
-            web::scope("/v1/admin/users/{user_id}/sessions")
+            fallback::resource("/v1/admin/users/{user_id}/sessions", "GET, DELETE")
                 .app_data(user_admin::requirement())
-                .service(
-                    fallback::resource("", "GET, DELETE")
-                        .route(web::get().to(user_admin::list))
-                        .route(web::delete().to(user_admin::revoke_all)),
-                )
-                .service(
-                    fallback::resource("/{id}", "DELETE")
-                        .route(web::delete().to(user_admin::revoke_one)),
-                ),
+                .route(web::get().to(user_admin::list))
+                .route(web::delete().to(user_admin::revoke_all)),
+        )
+        .service(
+            fallback::resource("/v1/admin/users/{user_id}/sessions/{id}", "DELETE")
+                .app_data(user_admin::requirement())
+                .route(web::delete().to(user_admin::revoke_one)),
         )
         .service(fallback::resource("/v1/logout", "POST").route(web::post().to(session::logout)))
         .service(fallback::resource("/v1/token", "POST").route(web::post().to(session::mint_token)))

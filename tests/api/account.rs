@@ -5,7 +5,7 @@ use crate::users::*;
 use serde_json::Value;
 
 async fn app_with_users() -> (RedisServer, TestApp) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.users_file = Some(write_users_file());
     let app = spawn_app_with(settings).await;

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tessera::session::device::AnomalyPolicy;
 
 async fn app(policy: AnomalyPolicy) -> (RedisServer, TestApp) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.users_file = Some(write_users_file());
     settings.trusted_proxies = vec!["127.0.0.1/32".into()];

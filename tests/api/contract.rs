@@ -34,7 +34,7 @@ struct Subject {
 
 impl Subject {
     async fn redis() -> Self {
-        let redis = RedisServer::start();
+        let redis = RedisServer::shared();
         let settings = test_settings(&redis);
         let conns = RedisConnections::connect(&settings.redis()).await.unwrap();
         let clock = TestClock::new();

@@ -33,8 +33,36 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// A server of this test's own: for tests that kill, stop, restart or reconfigure Redis.
     pub fn start() -> Self {
         Self::start_with(&[])
+    }
+
+    /// The suite's shared server; every test keeps to its own key prefix (`test_settings`).
+    /// `scripts/test` starts one for the whole run (`TESSERA_TEST_REDIS_PORT`); without it, one
+    /// per test process. The handle never stops the server.
+    pub fn shared() -> Self {
+        static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+        let port = *PORT.get_or_init(|| {
+            if let Some(port) = std::env::var("TESSERA_TEST_REDIS_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+            {
+                return port;
+            }
+            let mut own = Self::start();
+            let port = own.port;
+            // Kept running for the rest of this process (the watchdog ends it with us).
+            own.child.take();
+            own.dir = PathBuf::new();
+            port
+        });
+        Self {
+            port,
+            child: None,
+            dir: PathBuf::new(),
+            extra: Vec::new(),
+        }
     }
 
     /// Starts with extra `redis-server` arguments, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
@@ -139,7 +167,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ async fn session_with_cookie_header(app: &TestApp, cookie: &str) -> reqwest::Res
 
 #[tokio::test]
 async fn malformed_forged_and_truncated_credentials_get_401_without_echo() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let real = app.create_session("alice").await.token;
     let (head, secret) = real.rsplit_once('.').unwrap();
@@ -71,7 +71,7 @@ async fn malformed_forged_and_truncated_credentials_get_401_without_echo() {
 
 #[tokio::test]
 async fn cookie_names_are_matched_exactly_and_never_twice() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let real = app.create_session("alice").await.token;
 
@@ -96,7 +96,7 @@ async fn cookie_names_are_matched_exactly_and_never_twice() {
 
 #[tokio::test]
 async fn credentials_in_the_query_string_are_ignored() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let real = app.create_session("alice").await.token;
     for param in ["session", "token", "access_token", "__Host-tessera"] {
@@ -112,7 +112,7 @@ async fn credentials_in_the_query_string_are_ignored() {
 
 #[tokio::test]
 async fn bad_bodies_get_400_413_and_415() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let url = format!("{}/admin/sessions", app.admin);
     let post = |body: String, content_type: &'static str| {
@@ -213,7 +213,7 @@ async fn bad_bodies_get_400_413_and_415() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_in_json() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let missing = app
         .client
@@ -236,7 +236,7 @@ async fn unknown_paths_and_methods_answer_in_json() {
 
 #[tokio::test]
 async fn oversized_headers_are_refused_by_the_server_itself() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let response = app
         .client
@@ -266,7 +266,7 @@ async fn oversized_headers_are_refused_by_the_server_itself() {
 
 #[tokio::test]
 async fn admin_path_user_ids_are_validated() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let response = app.admin_get("/admin/users/a%7Bb%7D/sessions").await;
     assert_eq!(error_code(response).await, (400, "invalid_user_id".into()));

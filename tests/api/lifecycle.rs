@@ -22,7 +22,7 @@ async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn admins_kill_one_session_and_another_users_id_is_404() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let a = app.create_session("alice").await;
     let b = app.create_session("bob").await;
@@ -49,7 +49,7 @@ async fn admins_kill_one_session_and_another_users_id_is_404() {
 
 #[tokio::test]
 async fn revoke_all_ends_every_session_and_bumps_the_version() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let a = app.create_session("alice").await;
     let b = app.create_session("alice").await;
@@ -89,7 +89,7 @@ async fn revoke_all_ends_every_session_and_bumps_the_version() {
 
 #[tokio::test]
 async fn erasing_a_user_leaves_no_per_user_keys() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let a = app.create_session("alice").await;
     app.create_session("alice").await;
@@ -120,7 +120,7 @@ async fn erasing_a_user_leaves_no_per_user_keys() {
 
 #[tokio::test]
 async fn the_reject_policy_answers_409_at_the_limit() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         max_sessions_per_user: 2,
         on_session_limit: tessera::session::policy::OnLimit::Reject,
@@ -140,7 +140,7 @@ async fn the_reject_policy_answers_409_at_the_limit() {
 
 #[tokio::test]
 async fn a_role_limit_overrides_the_default_and_evictions_are_audited() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.role_session_limits.insert("admin".into(), 1);
     let app = spawn_app_with(settings).await;
@@ -169,7 +169,7 @@ async fn a_role_limit_overrides_the_default_and_evictions_are_audited() {
 
 #[tokio::test]
 async fn the_audit_trail_records_lifecycle_events_per_user_and_pages() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.users_file = Some(write_users_file());
     let app = spawn_app_with(settings).await;
@@ -252,7 +252,7 @@ async fn the_audit_trail_records_lifecycle_events_per_user_and_pages() {
 
 #[tokio::test]
 async fn scoped_admin_keys_are_limited_to_their_scopes_and_expire() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let auditor_key = "tsr_ak_auditor-key-0123456789abcdef0123456789";
     let old_key = "tsr_ak_retired-key-0123456789abcdef0123456789";
     let hash = |k: &str| hex::encode(sha2::Sha256::digest(k.as_bytes()));
@@ -303,7 +303,7 @@ async fn scoped_admin_keys_are_limited_to_their_scopes_and_expire() {
 
 #[tokio::test]
 async fn a_bad_admin_key_config_is_refused_with_its_name() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.admin_keys = vec![AdminKeyConfig {
         name: "ci".into(),

@@ -10,7 +10,7 @@ use tessera::Settings;
 const CHALLENGE_MFA_300: &str = r#"Bearer error="insufficient_user_authentication", error_description="A stronger or more recent authentication is required", acr_values="mfa", max_age="300""#;
 
 async fn app_with_users(tweak: impl FnOnce(&mut Settings)) -> (RedisServer, TestApp) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.users_file = Some(write_users_file());
     settings.users_reload_secs = 1;

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn every_documented_operation_exists_on_its_listener() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let doc: Value = app
         .client
@@ -46,7 +46,7 @@ async fn every_documented_operation_exists_on_its_listener() {
 
 #[tokio::test]
 async fn every_405_names_the_documented_methods_in_allow() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let doc: Value = app
         .client
@@ -88,5 +88,38 @@ async fn every_405_names_the_documented_methods_in_allow() {
         allowed.sort();
         assert_eq!(allowed, documented, "{path}: Allow {allow}");
         assert_eq!(error_code(response).await.1, "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn every_route_is_documented_with_exactly_its_methods() {
+    let redis = RedisServer::shared();
+    let app = spawn_app(&redis).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let routes = tessera::http::fallback::registered_routes();
+    assert!(routes.len() >= 25, "{routes:?}");
+    for (path, allow) in routes {
+        let ops = paths
+            .get(&path)
+            .unwrap_or_else(|| panic!("{path} is routed but not documented"));
+        let mut documented: Vec<String> = ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        documented.sort();
+        let mut routed: Vec<String> = allow.split(", ").map(str::to_owned).collect();
+        routed.sort();
+        assert_eq!(routed, documented, "{path}");
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn app(grace_secs: i64) -> (RedisServer, TestApp) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let mut settings = test_settings(&redis);
     settings.users_file = Some(write_users_file());
     settings.refresh_grace_secs = grace_secs;

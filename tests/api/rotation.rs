@@ -15,7 +15,7 @@ async fn mint(app: &TestApp, token: &str) -> String {
 
 #[tokio::test]
 async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_verify() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         jwks_cache_secs: 1,
         redis_check_interval_secs: 1,
@@ -101,7 +101,7 @@ async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_veri
 
 #[test]
 fn the_cli_rotates_the_ring_in_redis() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = test_settings(&redis);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(spawn_app_with(settings.clone()));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn a_created_session_is_readable_by_cookie_and_by_bearer() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice@example.com").await;
     assert!(created.token.starts_with("tsr_s_v1_eu_"));
@@ -57,7 +57,7 @@ async fn a_created_session_is_readable_by_cookie_and_by_bearer() {
 
 #[tokio::test]
 async fn redis_holds_only_the_hash_of_the_secret() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let secret = created.token.rsplit('.').next().unwrap();
@@ -93,7 +93,7 @@ async fn redis_holds_only_the_hash_of_the_secret() {
 
 #[tokio::test]
 async fn all_keys_of_a_user_share_one_cluster_hash_tag() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     app.create_session("bob").await;
     let mut conn = redis.conn();
@@ -118,7 +118,7 @@ async fn all_keys_of_a_user_share_one_cluster_hash_tag() {
 
 #[tokio::test]
 async fn logout_kills_the_session_at_once_and_expires_the_cookie() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
 
@@ -157,7 +157,7 @@ async fn logout_kills_the_session_at_once_and_expires_the_cookie() {
 
 #[tokio::test]
 async fn bearer_logout_needs_no_csrf_token() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let response = app
@@ -177,7 +177,7 @@ async fn bearer_logout_needs_no_csrf_token() {
 
 #[tokio::test]
 async fn cookie_logout_without_csrf_proof_is_refused_and_changes_nothing() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
 
@@ -229,7 +229,7 @@ async fn cookie_logout_without_csrf_proof_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_session_dies_after_its_idle_timeout() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         idle_timeout_secs: 1,
         absolute_timeout_secs: 60,
@@ -250,7 +250,7 @@ async fn a_session_dies_after_its_idle_timeout() {
 
 #[tokio::test]
 async fn use_renews_the_idle_deadline_but_only_after_a_fifth_of_it() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         idle_timeout_secs: 3,
         absolute_timeout_secs: 60,
@@ -308,7 +308,7 @@ async fn use_renews_the_idle_deadline_but_only_after_a_fifth_of_it() {
 
 #[tokio::test]
 async fn a_session_dies_at_its_absolute_deadline_however_active() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         idle_timeout_secs: 2,
         absolute_timeout_secs: 2,
@@ -332,7 +332,7 @@ async fn a_session_dies_at_its_absolute_deadline_however_active() {
 
 #[tokio::test]
 async fn admin_lists_a_users_live_sessions() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let a = app.create_session("carol").await;
     let b = app.create_session("carol").await;
@@ -360,7 +360,7 @@ async fn admin_lists_a_users_live_sessions() {
 
 #[tokio::test]
 async fn the_admin_api_demands_its_key() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let body = serde_json::json!({"user_id": "alice"});
     let none = app
@@ -401,7 +401,7 @@ async fn the_admin_api_demands_its_key() {
 
 #[tokio::test]
 async fn concurrent_creations_never_exceed_the_per_user_limit() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         max_sessions_per_user: 3,
         ..test_settings(&redis)

@@ -106,7 +106,7 @@ const REJECT: LimitPolicy = LimitPolicy {
 
 #[tokio::test]
 async fn create_load_renew_revoke_round_trip_without_resurrection() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let (store, layout) = store(&redis).await;
     let user = UserId::parse("alice").unwrap();
     let sid = id(&user);
@@ -180,7 +180,7 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
 
 #[tokio::test]
 async fn the_user_index_expires_with_the_latest_session_and_prunes_dead_entries() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let (store, layout) = store(&redis).await;
     let user = UserId::parse("bob").unwrap();
     let (a, b) = (id(&user), id(&user));
@@ -218,7 +218,7 @@ async fn the_user_index_expires_with_the_latest_session_and_prunes_dead_entries(
 
 #[tokio::test]
 async fn the_limit_evicts_the_least_recently_used_or_rejects() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let (store, _) = store(&redis).await;
     let user = UserId::parse("carol").unwrap();
     let (old, mid, new) = (id(&user), id(&user), id(&user));
@@ -279,7 +279,7 @@ async fn the_limit_evicts_the_least_recently_used_or_rejects() {
 
 #[tokio::test]
 async fn creation_refuses_when_the_credential_version_moved() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let (store, layout) = store(&redis).await;
     let user = UserId::parse("dave").unwrap();
     let mut conn = redis.conn();
@@ -319,7 +319,7 @@ async fn creation_refuses_when_the_credential_version_moved() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_creations_respect_the_limit_under_both_policies() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let (store, _) = store(&redis).await;
     let store = Arc::new(store);
     for (policy, user) in [(EVICT, "erin"), (REJECT, "frank")] {

@@ -55,7 +55,7 @@ async fn mint_ok(app: &TestApp, session_token: &str, body: Option<Value>) -> (St
 
 #[tokio::test]
 async fn a_minted_token_verifies_with_an_independent_jwt_library_from_the_jwks_alone() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let (token, expires_in) = mint_ok(&app, &created.token, None).await;
@@ -108,7 +108,7 @@ async fn a_minted_token_verifies_with_an_independent_jwt_library_from_the_jwks_a
 
 #[tokio::test]
 async fn eddsa_can_be_selected() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         signing_alg: "EdDSA".into(),
         ..test_settings(&redis)
@@ -132,7 +132,7 @@ async fn eddsa_can_be_selected() {
 
 #[tokio::test]
 async fn audiences_come_only_from_the_allow_list() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let (token, _) = mint_ok(
@@ -170,7 +170,7 @@ async fn audiences_come_only_from_the_allow_list() {
 
 #[tokio::test]
 async fn a_cookie_client_mints_only_with_csrf_proof() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let bare = app
@@ -194,7 +194,7 @@ async fn a_cookie_client_mints_only_with_csrf_proof() {
 
 #[tokio::test]
 async fn an_access_token_is_not_a_session_credential() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     let (jwt, _) = mint_ok(&app, &created.token, None).await;

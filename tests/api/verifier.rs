@@ -30,7 +30,7 @@ async fn mint(app: &TestApp, token: &str) -> String {
 
 #[tokio::test]
 async fn verifies_locally_caches_by_bytes_and_learns_of_revocations() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let verifier = Verifier::start(config(&app)).await.unwrap();
     let session = app.create_session("alice").await;
@@ -73,7 +73,7 @@ async fn verifies_locally_caches_by_bytes_and_learns_of_revocations() {
 
 #[tokio::test]
 async fn an_unknown_kid_refetches_once_per_interval_and_known_keys_survive_failures() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let settings = tessera::Settings {
         jwks_cache_secs: 0,
         ..test_settings(&redis)
@@ -124,7 +124,7 @@ async fn an_unknown_kid_refetches_once_per_interval_and_known_keys_survive_failu
 
 #[tokio::test]
 async fn fail_closed_refuses_everything_once_the_feed_is_stale() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let mut cfg = config(&app);
     cfg.fail_closed_when_stale = true;
@@ -149,7 +149,7 @@ async fn fail_closed_refuses_everything_once_the_feed_is_stale() {
 #[tokio::test]
 async fn the_verifier_needs_the_revocations_scope() {
     use sha2::Digest;
-    let redis = RedisServer::start();
+    let redis = RedisServer::shared();
     let audit_only = "tsr_ak_audit-only-key-0123456789abcdef0123456789";
     let mut settings = test_settings(&redis);
     settings.admin_keys = vec![tessera::config::AdminKeyConfig {
@@ -159,9 +159,29 @@ async fn the_verifier_needs_the_revocations_scope() {
         expires_at: None,
     }];
     let app = spawn_app_with(settings).await;
+    // The feed itself answers the wrong key with 403 insufficient_scope.
+    let refused = app
+        .client
+        .get(format!("{}/admin/revocations", app.admin))
+        .bearer_auth(audit_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(refused).await,
+        (403, "insufficient_scope".into())
+    );
+    // And a verifier holding that key never hears the feed: it goes stale.
     let mut cfg = config(&app);
     cfg.api_key = Some(audit_only.into());
+    cfg.max_staleness = Duration::from_millis(300);
     let verifier = Verifier::start(cfg).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(verifier.is_stale(), "no feed without the scope");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !verifier.is_stale() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no feed without the scope"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
