@@ -89,7 +89,8 @@ impl Application {
         let keep_alive = per_thread.registry();
         let store =
             RedisSessionStore::new(per_thread, layout.clone(), regions.clone(), clock.clone())
-                .with_revocation_ttl(retention_ms);
+                .with_revocation_ttl(retention_ms)
+                .with_longest_session(settings.longest_session_ms());
         let retention_ms =
             (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
         let feed = crate::store::revocations::RedisFeed::new(

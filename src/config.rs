@@ -452,6 +452,13 @@ impl Settings {
         }
     }
 
+    /// The longest any session can live: browser or native absolute timeout.
+    pub fn longest_session_ms(&self) -> i64 {
+        self.absolute_timeout_secs
+            .max(self.native_absolute_timeout_secs)
+            .saturating_mul(1000)
+    }
+
     pub fn session_policy(&self) -> SessionPolicy {
         SessionPolicy {
             idle_timeout_ms: self.idle_timeout_secs * 1000,

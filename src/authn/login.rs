@@ -1,7 +1,9 @@
 //! Tessera's own login and step-up: users file + argon2id + TOTP, throttled, racing nothing.
 
 use super::directory::{Directory, SharedDirectory, User};
+use super::guess::Reserved;
 use super::limits::{network_of, LoginLimits};
+use super::password::Slot;
 use super::password::{Busy, PasswordHasher};
 use super::ports::{AuthStore, CodePath, FingerprintSync, MfaTicket};
 use super::totp;
@@ -172,10 +174,18 @@ impl LoginService {
     }
 
     /// Refuses before any hashing when the IP or the username is being hammered; otherwise
-    /// reserves this password guess (it counts as a failure until `password_was_right`).
-    async fn throttle(&self, ip: &str, username: &str, now: UnixMillis) -> Result<(), LoginError> {
+    /// takes a hashing slot (503 when saturated, before anything is counted) and reserves this
+    /// password guess (a failure until `Reserved::right`).
+    async fn throttle(
+        &self,
+        ip: &str,
+        username: &str,
+        now: UnixMillis,
+    ) -> Result<(Slot, Reserved), LoginError> {
         self.limit_ip(ip, now).await?;
-        self.reserve_password_guess(ip, username, now).await
+        let slot = self.hasher.slot().await?;
+        let guess = self.reserve_password_guess(ip, username, now).await?;
+        Ok((slot, guess))
     }
 
     /// Attempts per client IP per window, before any hashing.
@@ -205,12 +215,13 @@ impl LoginService {
         ip: &str,
         username: &str,
         now: UnixMillis,
-    ) -> Result<(), LoginError> {
+    ) -> Result<Reserved, LoginError> {
+        let network = network_of(ip);
         let reserved = self
             .store
             .reserve_password_guess(
                 username,
-                &network_of(ip),
+                &network,
                 now,
                 &self.limits.network_schedule(),
                 &self.limits.global_schedule(),
@@ -232,7 +243,7 @@ impl LoginService {
                 retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1),
             });
         }
-        Ok(())
+        Ok(Reserved::password(self.store.clone(), username, &network))
     }
 
     async fn count_success(&self, user: &User) -> Result<(), LoginError> {
@@ -257,7 +268,7 @@ impl LoginService {
         client: ClientInfo,
         now: UnixMillis,
     ) -> Result<LoginOutcome, LoginError> {
-        self.throttle(&client.ip, username, now).await?;
+        let (slot, guess) = self.throttle(&client.ip, username, now).await?;
         let directory = self.directory();
         let user = directory.by_username(username);
         // Read before the password check: a password change racing this login wins.
@@ -265,11 +276,11 @@ impl LoginService {
             Some(u) => Some(self.sessions.credential_version(&u.id).await?),
             None => None,
         };
-        let ok = self
-            .hasher
+        let ok = slot
             .verify(password, user.map(|u| u.password_hash.as_str()))
             .await?;
         let (Some(user), true) = (user, ok) else {
+            guess.wrong();
             let mut event = AuditEvent::new("login_failed", &Actor::system(), now).ip(&client.ip);
             event = match user {
                 Some(u) => event.user(u.id.as_str()).reason("wrong password"),
@@ -279,13 +290,11 @@ impl LoginService {
             return Err(LoginError::InvalidCredentials);
         };
         tracing::Span::current().record("user.id", tracing::field::display(&user.id));
+        guess.right().await?;
         if user.disabled {
             tracing::warn!("login refused: account disabled");
             return Err(LoginError::Disabled);
         }
-        self.store
-            .password_was_right(username, &network_of(&client.ip))
-            .await?;
         if user.totp_secret.is_some() {
             let ticket = random_handle();
             let pending = MfaTicket {
@@ -429,20 +438,23 @@ impl LoginService {
                 retry_after_secs: (reserved.wait_ms as u64).div_ceil(1000).max(1),
             });
         }
+        let guess = Reserved::code(self.store.clone(), &user.id, path);
         let failed = |reason: &'static str| {
             AuditEvent::new("login_failed", &Actor::system(), now)
                 .user(user.id.as_str())
                 .reason(reason)
         };
         let Some(step) = totp::verify(secret, code, (now / 1000).max(0) as u64) else {
+            guess.wrong();
             self.sessions.audit(failed("wrong TOTP code")).await;
             return Err(LoginError::TotpInvalid);
         };
         if !self.store.use_totp_step(&user.id, step).await? {
+            guess.wrong();
             self.sessions.audit(failed("replayed TOTP code")).await;
             return Err(LoginError::TotpReplayed);
         }
-        self.store.code_was_right(&user.id, path).await?;
+        guess.right().await?;
         Ok(())
     }
 
@@ -466,12 +478,9 @@ impl LoginService {
         }
         match password {
             Some(password) => {
-                self.throttle(client_ip, &user.username, now).await?;
-                if !self
-                    .hasher
-                    .verify(password, Some(&user.password_hash))
-                    .await?
-                {
+                let (slot, guess) = self.throttle(client_ip, &user.username, now).await?;
+                if !slot.verify(password, Some(&user.password_hash)).await? {
+                    guess.wrong();
                     self.sessions
                         .audit(
                             AuditEvent::new("login_failed", &Actor::user(user.id.as_str()), now)
@@ -483,9 +492,7 @@ impl LoginService {
                         .await;
                     return Err(LoginError::InvalidCredentials);
                 }
-                self.store
-                    .password_was_right(&user.username, &network_of(client_ip))
-                    .await?;
+                guess.right().await?;
             }
             None => self.limit_ip(client_ip, now).await?,
         }

@@ -2,6 +2,7 @@
 //! TOTP), password hashing off the async workers, and the pure rate-limit policy.
 
 pub mod directory;
+pub mod guess;
 pub mod limits;
 pub mod login;
 pub mod password;

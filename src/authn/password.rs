@@ -35,10 +35,33 @@ impl PasswordHasher {
 
     /// Checks `password` against `hash` (or the dummy when `hash` is None, always false).
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, Busy> {
+        self.slot().await?.verify(password, hash).await
+    }
+
+    /// Waits (at most `queue_wait`) for a hashing slot. Taken *before* a guess is counted, so
+    /// a saturated hasher (503) never turns a right password into a counted failure.
+    pub async fn slot(&self) -> Result<Slot, Busy> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
+        Ok(Slot {
+            permit,
+            dummy_hash: self.dummy_hash.clone(),
+        })
+    }
+}
+
+/// A reserved hashing slot: one verification.
+pub struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    dummy_hash: Arc<str>,
+}
+
+impl Slot {
+    /// Checks `password` against `hash` (or the dummy when `hash` is None, always false).
+    pub async fn verify(self, password: &str, hash: Option<&str>) -> Result<bool, Busy> {
+        let permit = self.permit;
         let known = hash.is_some();
         let hash = hash
             .map(str::to_owned)

@@ -69,6 +69,13 @@ pub trait AuthStore: Send + Sync {
     /// The reserved password guess was right: that network's count is cleared and the
     /// username's global count takes the reservation back.
     async fn password_was_right(&self, username: &str, network: &str) -> Result<(), StoreError>;
+    /// A reserved password guess was never checked (the client left, a fault cut the request
+    /// short): both counts take it back.
+    async fn password_guess_unchecked(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<(), StoreError>;
     /// Reserves one second-factor guess for `user` on `path` (login and step-up count apart,
     /// so a stolen cookie cannot slow the owner's login), as `reserve_password_guess` does.
     async fn reserve_code_guess(

@@ -211,7 +211,9 @@ impl Requirement {
             }
         }
         let window = self.max_age_secs * 1000;
-        let after_anomaly = |t: UnixMillis| record.anomaly_at == 0 || t > record.anomaly_at;
+        // At or after: a step-up in the same millisecond as the anomaly's detection (the step-up
+        // request itself may be what revealed it) is exactly the re-verification asked for.
+        let after_anomaly = |t: UnixMillis| record.anomaly_at == 0 || t >= record.anomaly_at;
         let stepped_up = record.elevated_acr.is_some_and(|acr| {
             acr >= self.acr
                 && now - record.elevated_at <= window
@@ -308,6 +310,10 @@ mod requirement_tests {
         assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Insufficient);
         r.elevated_at = 75_000;
         assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Satisfied);
+        r.elevated_at = 70_000; // same millisecond: the step-up that followed the detection
+        assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Satisfied);
+        r.elevated_at = 69_999;
+        assert_eq!(mfa_5min(None).judge(&r, 80_000), Verdict::Insufficient);
     }
 
     #[test]

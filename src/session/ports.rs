@@ -89,6 +89,9 @@ pub struct Created {
     pub evicted: Vec<String>,
     /// Sessions ended because no users-file fingerprint vouched for them.
     pub orphans: Vec<String>,
+    /// No fingerprint was stored: the user's version moved (and the move was pushed), so
+    /// sessions nobody listed die too.
+    pub version_moved: bool,
 }
 
 /// Session persistence. Every multi-key change is atomic in the implementation.

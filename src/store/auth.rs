@@ -96,6 +96,21 @@ impl AuthStore for RedisAuthStore {
         Ok(())
     }
 
+    async fn password_guess_unchecked(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> Result<(), StoreError> {
+        let _: i64 = SETTLE
+            .key(self.keys.password_failures(username, Some(network)))
+            .key(self.keys.password_failures(username, None))
+            .arg("decrement")
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn reserve_code_guess(
         &self,
         user: &UserId,

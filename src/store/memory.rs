@@ -94,6 +94,8 @@ impl SessionStore for MemoryStore {
             return Err(StoreError::CredentialVersionChanged);
         }
         let mut orphans = Vec::new();
+        let mut version_moved = false;
+        let mut stored = stored;
         if let Some(fp) = r.fingerprint {
             match d.fingerprints.get(r.user.as_str()) {
                 Some(known) if known != fp => return Err(StoreError::CredentialVersionChanged),
@@ -111,6 +113,8 @@ impl SessionStore for MemoryStore {
                     }
                     d.fingerprints
                         .insert(r.user.as_str().to_owned(), fp.to_owned());
+                    stored = Some(d.bump(r.user, self.clock.now_ms()));
+                    version_moved = true;
                 }
             }
         }
@@ -163,6 +167,7 @@ impl SessionStore for MemoryStore {
             credential_version: version,
             evicted,
             orphans,
+            version_moved,
         })
     }
 
@@ -249,7 +254,7 @@ impl SessionStore for MemoryStore {
         let mut d = self.data();
         d.bump(user, self.clock.now_ms());
         let n = d.end_all(user);
-        d.versions.remove(user.as_str());
+        // The version stays as a tombstone (Redis: for the longest session lifetime).
         d.fingerprints.remove(user.as_str());
         Ok(n)
     }

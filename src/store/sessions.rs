@@ -42,6 +42,9 @@ pub struct RedisSessionStore {
     regions: Vec<Region>,
     /// How long a pushed revocation must live (longest token lifetime + leeway).
     revocation_ttl_ms: i64,
+    /// The longest any session can live (absolute timeouts): how long an erasure's version
+    /// tombstone must outlive the erasure.
+    longest_session_ms: i64,
     clock: SharedClock,
 }
 
@@ -57,8 +60,14 @@ impl RedisSessionStore {
             keys,
             regions,
             revocation_ttl_ms: 16 * 60 * 1000,
+            longest_session_ms: 30 * 86_400_000,
             clock,
         }
+    }
+
+    pub fn with_longest_session(mut self, ms: i64) -> Self {
+        self.longest_session_ms = ms;
+        self
     }
 
     pub fn with_revocation_ttl(mut self, ttl_ms: i64) -> Self {
@@ -118,6 +127,7 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.outbox(id.tag()))
             .key(self.keys.fingerprint(user))
             .arg(request.fingerprint.unwrap_or_default())
+            .arg(user.as_str())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -136,10 +146,17 @@ impl SessionStore for RedisSessionStore {
                 let ended = reply[2..].iter().map(text).collect::<Result<Vec<_>, _>>()?;
                 let (orphans, evicted): (Vec<_>, Vec<_>) =
                     ended.into_iter().partition(|id| id.starts_with('?'));
+                let version_moved = orphans.iter().any(|id| id == "?");
                 Ok(Created {
                     credential_version: version,
+                    version_moved,
                     evicted,
-                    orphans: orphans.into_iter().map(|id| id[1..].to_owned()).collect(),
+                    // A bare '?' marks the pushed version move (no session of its own).
+                    orphans: orphans
+                        .into_iter()
+                        .filter(|id| id.len() > 1)
+                        .map(|id| id[1..].to_owned())
+                        .collect(),
                 })
             }
             "version" => Err(StoreError::CredentialVersionChanged),
@@ -151,13 +168,19 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<String> = LOAD
+        let found: Option<(String, String)> = LOAD
             .key(self.keys.session(id))
             .arg(self.keys.credential_version_prefix(id.tag()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        raw.as_deref().map(Self::decode).transpose()
+        let Some((raw, checked_user)) = found else {
+            return Ok(None);
+        };
+        let record = Self::decode(&raw)?;
+        // The version check ran for the user the script found; a record that decodes to
+        // another user was not checked, and is not trusted.
+        Ok((record.user_id.as_str() == checked_user).then_some(record))
     }
 
     async fn renew(
@@ -260,6 +283,7 @@ impl SessionStore for RedisSessionStore {
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(user.as_str())
             .arg(self.until())
+            .arg(self.longest_session_ms)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

@@ -152,8 +152,8 @@ async fn require_step_up_demands_a_step_up_after_the_anomaly() {
         .await
         .unwrap();
     let fresh = stepped["session_token"].as_str().unwrap();
-    assert_eq!(
-        get_from(&app, path, fresh, "198.51.100.9").await.status(),
-        200
-    );
+    let after = get_from(&app, path, fresh, "198.51.100.9").await;
+    let status = after.status();
+    let body = after.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "after the step-up {stepped}: {body}");
 }

@@ -895,3 +895,161 @@ async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
         .await;
     assert_eq!(error_code(replay).await.1, "totp_replayed");
 }
+
+// ---- Third round: what an attack on the second fixes found ----
+
+#[tokio::test]
+async fn a_right_password_refused_as_busy_is_never_counted_as_a_failure() {
+    let (_redis, app) = app_with(|s| {
+        s.argon2_concurrency = 1;
+        s.argon2_queue_ms = 1;
+        s.login_global_free_failures = 1;
+        s.login_ip_limit = 1000;
+    })
+    .await;
+    // Failures elsewhere push alice's global count past its threshold.
+    for n in 0..3 {
+        app.login_from(&format!("192.0.{n}.9"), "alice", "guess")
+            .await;
+    }
+    let victim = "10.78.0.1";
+    let mut saw_busy = false;
+    for _ in 0..20 {
+        let ips: Vec<String> = (0..24).map(|n| format!("10.{n}.1.1")).collect();
+        let flood = ips.iter().map(|ip| app.login_from(ip, "nobody", "x"));
+        let (answers, mine) = tokio::join!(
+            futures_util::future::join_all(flood),
+            app.login_from(victim, "alice", ALICE_PW)
+        );
+        drop(answers);
+        if mine.status() == 503 {
+            saw_busy = true;
+            break;
+        }
+        assert_eq!(mine.status(), 200);
+    }
+    assert!(saw_busy, "the hasher was saturated at least once");
+    let again = app.login_from(victim, "alice", ALICE_PW).await;
+    assert_eq!(
+        again.status(),
+        200,
+        "the busy attempt did not count against her"
+    );
+}
+
+#[tokio::test]
+async fn erasing_a_user_ends_sessions_the_index_lost() {
+    let (redis, app) = app_with(|_| {}).await;
+    let orphan = app.create_session("ext-orphan").await;
+    let tag = tessera::session::UserId::parse("ext-orphan").unwrap().tag();
+    let index = format!("{}:u:{{{tag}}}:ext-orphan", app.settings.key_prefix);
+    let _: i64 = redis::Commands::del(&mut redis.conn(), &index).unwrap();
+    let erased = app
+        .client
+        .delete(format!("{}/admin/users/ext-orphan", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    assert_eq!(
+        app.get_session_with_bearer(&orphan.token).await.status(),
+        401
+    );
+    assert_eq!(app.mint(&orphan.token, None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_lost_fingerprint_and_index_end_unlisted_sessions_at_the_next_login() {
+    let (redis, app) = app_with(|_| {}).await;
+    let first = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
+    let prefix = &app.settings.key_prefix;
+    let _: i64 = redis::Commands::del(
+        &mut redis.conn(),
+        &[
+            format!("{prefix}:u:{{{tag}}}:u-alice"),
+            format!("{prefix}:f:{{{tag}}}:u-alice"),
+        ],
+    )
+    .unwrap();
+    let second = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    assert_eq!(app.get_session_with_cookie(&first).await.status(), 401);
+    assert_eq!(app.get_session_with_cookie(&second).await.status(), 200);
+}
+
+#[tokio::test]
+async fn logging_out_everywhere_does_not_reset_the_code_delay() {
+    let (_redis, app) = app_with(|_| {}).await;
+    let first: Value = app
+        .login_from("198.51.100.1", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session = TestApp::cookie_of(
+        &app.mfa_from(
+            "198.51.100.1",
+            first["mfa_token"].as_str().unwrap(),
+            &bob_code(0),
+        )
+        .await,
+    );
+    let wrong = wrong_code();
+    for _ in 0..3 {
+        let t: Value = app
+            .login_from("203.0.113.5", "bob", BOB_PW)
+            .await
+            .json()
+            .await
+            .unwrap();
+        app.mfa_from("203.0.113.5", t["mfa_token"].as_str().unwrap(), &wrong)
+            .await;
+    }
+    let out = app.delete_bearer("/v1/sessions?scope=all", &session).await;
+    assert_eq!(out.status(), 200);
+    let t: Value = app
+        .login_from("203.0.113.5", "bob", BOB_PW)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = app
+        .mfa_from("203.0.113.5", t["mfa_token"].as_str().unwrap(), &wrong)
+        .await;
+    assert_eq!(
+        error_code(next).await.0,
+        429,
+        "the fourth wrong code still waits"
+    );
+}
+
+#[tokio::test]
+async fn a_session_refused_for_a_removed_user_stays_dead_when_the_user_returns() {
+    let redis = RedisServer::start();
+    let mut settings = test_settings(&redis);
+    settings.users_file = Some(write_users_file());
+    settings.users_reload_secs = 1;
+    let first = spawn_app_with(settings.clone()).await;
+    let cookie = TestApp::cookie_of(&first.login("alice", ALICE_PW).await);
+    drop(first);
+    let path = settings.users_file.clone().unwrap();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let start = original.find("[[users]]\nid = \"u-alice\"").unwrap();
+    let end = start + 1 + original[start + 1..].find("[[users]]").unwrap();
+    std::fs::write(&path, format!("{}{}", &original[..start], &original[end..])).unwrap();
+    let _: i64 =
+        redis::Commands::del(&mut redis.conn(), format!("{}:users", settings.key_prefix)).unwrap();
+    let next = spawn_app_with(settings).await;
+    assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
+    // The entry comes back unchanged: the session was ended, not merely refused.
+    edit_users_file(&path, |_| original.clone());
+    assert!(
+        eventually(200, || async {
+            next.login("alice", ALICE_PW).await.status().as_u16()
+        })
+        .await,
+        "alice is back in the file"
+    );
+    assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
+}

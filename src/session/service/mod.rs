@@ -223,7 +223,7 @@ impl SessionService {
             })
             .await?;
         record.credential_version = created.credential_version;
-        if !created.evicted.is_empty() || !created.orphans.is_empty() {
+        if !created.evicted.is_empty() || !created.orphans.is_empty() || created.version_moved {
             self.feed.flush(id.tag()).await;
         }
         for orphan in &created.orphans {
@@ -276,6 +276,7 @@ impl SessionService {
             return Err(AuthError::NoSession);
         }
         if !self.gate.admits(user.as_str(), record.from_users_file) {
+            self.end_refused(token.id(), &user).await?;
             return Err(AuthError::NoSession);
         }
         let mut session = Session {
@@ -347,6 +348,13 @@ impl SessionService {
         let Some(record) = self.store.load(id).await? else {
             return Ok(None);
         };
+        if !self
+            .gate
+            .admits(record.user_id.as_str(), record.from_users_file)
+        {
+            self.end_refused(id, &record.user_id).await?;
+            return Ok(None);
+        }
         let live = !matches!(
             self.policy.check(
                 now,
@@ -360,6 +368,27 @@ impl SessionService {
             id: id.clone(),
             record,
         }))
+    }
+
+    /// Ends a session whose user the users file no longer lets in (disabled, or gone from a
+    /// file that created it): refusing alone would let it live again if the file changed
+    /// back, and would leave its access tokens to expire on their own.
+    pub(crate) async fn end_refused(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        if self.store.revoke(id, user).await? {
+            self.feed.flush(id.tag()).await;
+            self.audit(
+                AuditEvent::new("session_revoked", &Actor::system(), self.clock.now_ms())
+                    .user(user.as_str())
+                    .session(id.as_str())
+                    .reason("the users file no longer lets this user in"),
+            )
+            .await;
+        }
+        Ok(())
     }
 
     /// Ends every session of the user and bumps the credential version.

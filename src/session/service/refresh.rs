@@ -65,8 +65,9 @@ impl SessionService {
             {
                 *record
             }
-            RefreshOutcome::Rotated(_) | RefreshOutcome::Grace(_) => {
-                return Err(RefreshError::Invalid)
+            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => {
+                self.end_refused(presented.id(), &record.user_id).await?;
+                return Err(RefreshError::Invalid);
             }
             RefreshOutcome::Reused(user) => return Err(ended_by_reuse(user).await),
             RefreshOutcome::Mismatch { current, user } => {

@@ -5,7 +5,7 @@
 -- ARGV[8] session key prefix of this user (ends with ':'; same hash tag, so same slot),
 -- ARGV[9] until (ms) of pushed revocations; KEYS[4] the tag's revocation outbox,
 -- KEYS[5] the user's users-file fingerprint, ARGV[10] the fingerprint the caller checked the
--- credentials against, or '' for users outside the users file.
+-- credentials against, or '' for users outside the users file; ARGV[11] the user id.
 -- Returns {'ok', version, evicted ids...} | {'version', version} | {'limit', version}; an evicted
 -- id prefixed with '?' was ended because nobody knew which users-file entry it was created under.
 -- Credential versions are stamped with Redis's own clock (one clock for every node that
@@ -41,6 +41,13 @@ if ARGV[10] ~= '' then
     end
     redis.call('DEL', KEYS[2])
     redis.call('SET', KEYS[5], ARGV[10])
+    -- Sessions the index did not list die too: the version moves past every stamp (and the
+    -- move is pushed, for their tokens), and this session starts at the new version.
+    ver = math.max(ver + 1, redis_ms())
+    stored = tostring(ver)
+    redis.call('SET', KEYS[3], ver)
+    redis.call('RPUSH', KEYS[4], string.format('{"kind":"user","user":%s,"min_version":%d,"until":%d}', cjson.encode(ARGV[11]), ver, tonumber(ARGV[9])))
+    table.insert(evicted, '?')
   end
 end
 -- A missing version (first session, erased user, lost data) starts at Redis's now: versions

@@ -3,14 +3,15 @@
 -- of the erasure.
 -- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3] credential version, KEYS[4] the last TOTP
 -- step spent, KEYS[5..] other per-user keys; ARGV[1] session key prefix of this user, ARGV[2]
--- user id, ARGV[3] until (ms).
+-- user id, ARGV[3] until (ms), ARGV[4] the longest a session can live (ms).
 --
 -- The spent TOTP step outlives the erasure by two minutes (a code is good for ±1 step, 90 s):
 -- erasing must not make a just-used code usable again.
 --
 -- Every token of the user dies: the pushed minimum is max(version + 1, now) on Redis's clock.
--- The version key goes too; a session created afterwards starts its version at Redis's now
--- (see create.lua), which is at or above that minimum, so its tokens work at once.
+-- The version key stays, holding that minimum, only as long as a session could live: a session
+-- the index lost (so not deleted here) is stamped below it and refused on every use
+-- (load.lua). A session created afterwards carries it, so its tokens work at once.
 -- Credential versions are stamped with Redis's own clock (one clock for every node that
 -- touches this user, so no node's skew can order them wrongly).
 local function redis_ms()
@@ -22,7 +23,8 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   n = n + redis.call('DEL', ARGV[1] .. sid)
 end
 local ver = math.max(tonumber(redis.call('GET', KEYS[3]) or '0') + 1, redis_ms())
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[3], ver, 'PX', math.max(tonumber(ARGV[4]), 1))
 redis.call('PEXPIRE', KEYS[4], 120000)
 for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('RPUSH', KEYS[1], string.format('{"kind":"user","user":%s,"min_version":%d,"until":%d}', cjson.encode(ARGV[2]), ver, tonumber(ARGV[3])))

@@ -1,7 +1,7 @@
 -- End every session of a user and move the credential version ("password changed",
 -- "account disabled"): tokens carrying an older version die with them.
 -- KEYS[1] credential version, KEYS[2] user index, KEYS[3] fingerprint, KEYS[4] revocation outbox,
--- KEYS[5..] the user's second-factor failure counters (a new password starts them afresh: the
+-- KEYS[5..] the user's second-factor failure counters (a changed entry starts them afresh: the
 -- old password's holder can no longer reach the second step)
 -- ARGV[1] session key prefix of this user, ARGV[2] new fingerprint or '' (unconditional),
 -- ARGV[3] user id, ARGV[4] until (ms).
@@ -36,7 +36,11 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   n = n + redis.call('DEL', ARGV[1] .. sid)
 end
 redis.call('DEL', KEYS[2])
-for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+if ARGV[2] ~= '' then
+  -- Only a changed users-file entry (a new password) lifts the code delays: a revoke-all the
+  -- user or an admin asks for leaves them, or "log out everywhere" would reset the guessing.
+  for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+end
 redis.call('RPUSH', KEYS[4], string.format('{"kind":"user","user":%s,"min_version":%d,"until":%d}', cjson.encode(ARGV[3]), ver, tonumber(ARGV[4])))
 if first_sight and n == 0 then return -2 end
 return n
