@@ -4,17 +4,9 @@ use crate::helpers::*;
 use crate::users::*;
 use serde_json::Value;
 
-async fn app_with_users() -> (RedisServer, TestApp) {
-    let redis = RedisServer::shared();
-    let mut settings = test_settings(&redis);
-    settings.users_file = Some(write_users_file());
-    let app = spawn_app_with(settings).await;
-    (redis, app)
-}
-
 #[tokio::test]
 async fn users_list_their_own_devices_with_the_current_one_marked() {
-    let (_redis, app) = app_with_users().await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let a = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let b = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     app.create_session("u-someone-else").await;
@@ -40,7 +32,7 @@ async fn users_list_their_own_devices_with_the_current_one_marked() {
 
 #[tokio::test]
 async fn another_users_session_id_is_a_404_and_changes_nothing() {
-    let (_redis, app) = app_with_users().await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let alice = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let victim = app.create_session("u-bob").await;
     let id = victim.session["id"].as_str().unwrap();
@@ -56,7 +48,7 @@ async fn another_users_session_id_is_a_404_and_changes_nothing() {
 
 #[tokio::test]
 async fn ending_one_of_my_other_sessions_kills_it_at_once() {
-    let (_redis, app) = app_with_users().await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let a = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let b = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let b_id = b
@@ -78,7 +70,7 @@ async fn ending_one_of_my_other_sessions_kills_it_at_once() {
 
 #[tokio::test]
 async fn scope_all_logs_out_everywhere_and_bumps_the_credential_version() {
-    let (redis, app) = app_with_users().await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let a = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let b = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let before: Value = app.mint(&a, None).await.json().await.unwrap();
@@ -112,7 +104,7 @@ async fn scope_all_logs_out_everywhere_and_bumps_the_credential_version() {
 
 #[tokio::test]
 async fn bad_scopes_are_refused() {
-    let (_redis, app) = app_with_users().await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let a = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let response = app.delete_bearer("/v1/sessions?scope=everything", &a).await;
     assert_eq!(error_code(response).await.0, 400);

@@ -5,16 +5,6 @@ use crate::users::*;
 use serde_json::{json, Value};
 use tessera::session::device::AnomalyPolicy;
 
-async fn app(policy: AnomalyPolicy) -> (RedisServer, TestApp) {
-    let redis = RedisServer::shared();
-    let mut settings = test_settings(&redis);
-    settings.users_file = Some(write_users_file());
-    settings.trusted_proxies = vec!["127.0.0.1/32".into()];
-    settings.anomaly_policy = policy;
-    let app = spawn_app_with(settings).await;
-    (redis, app)
-}
-
 /// `GET path` as a client at `ip` (through the trusted local proxy) with Firefox's UA.
 async fn get_from(app: &TestApp, path: &str, token: &str, ip: &str) -> reqwest::Response {
     app.client
@@ -33,7 +23,7 @@ async fn audit_events(app: &TestApp, user: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn allow_records_one_audit_event_and_serves_on() {
-    let (_redis, app) = app(AnomalyPolicy::Allow).await;
+    let (_redis, app) = app_with_users(|s| s.anomaly_policy = AnomalyPolicy::Allow).await;
     let s = app.create_session("alice").await; // created at 203.0.113.7 with Firefox
     assert_eq!(
         get_from(&app, "/v1/session", &s.token, "203.0.5.5")
@@ -68,7 +58,7 @@ async fn allow_records_one_audit_event_and_serves_on() {
 
 #[tokio::test]
 async fn revoke_ends_the_session_on_first_anomalous_use() {
-    let (_redis, app) = app(AnomalyPolicy::Revoke).await;
+    let (_redis, app) = app_with_users(|s| s.anomaly_policy = AnomalyPolicy::Revoke).await;
     let s = app.create_session("alice").await;
     assert_eq!(
         get_from(&app, "/v1/session", &s.token, "203.0.113.50")
@@ -95,7 +85,7 @@ async fn revoke_ends_the_session_on_first_anomalous_use() {
 
 #[tokio::test]
 async fn require_step_up_demands_a_step_up_after_the_anomaly() {
-    let (_redis, app) = app(AnomalyPolicy::RequireStepUp).await;
+    let (_redis, app) = app_with_users(|s| s.anomaly_policy = AnomalyPolicy::RequireStepUp).await;
     let path = "/v1/admin/users/u-alice/sessions";
     // bob logs in with TOTP from 203.0.113.7: fresh MFA, the admin route is open to him.
     let first: Value = app

@@ -7,18 +7,6 @@ use reqwest::Response;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tessera::Settings;
-
-async fn app_with(tweak: impl FnOnce(&mut Settings)) -> (RedisServer, TestApp) {
-    let redis = RedisServer::start();
-    let mut settings = test_settings(&redis);
-    settings.users_file = Some(write_users_file());
-    settings.users_reload_secs = 1;
-    settings.trusted_proxies = vec!["127.0.0.1/32".into()];
-    tweak(&mut settings);
-    let app = spawn_app_with(settings).await;
-    (redis, app)
-}
 
 /// Rewrites the users file atomically, with a distinct mtime, as config management would.
 fn edit_users_file(path: &Path, edit: impl FnOnce(String) -> String) {
@@ -54,46 +42,6 @@ where
     false
 }
 
-impl TestApp {
-    async fn login_from(&self, ip: &str, username: &str, password: &str) -> Response {
-        self.client
-            .post(format!("{}/v1/login", self.public))
-            .header("x-forwarded-for", ip)
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn mfa_from(&self, ip: &str, ticket: &str, code: &str) -> Response {
-        self.client
-            .post(format!("{}/v1/login/mfa", self.public))
-            .header("x-forwarded-for", ip)
-            .json(&json!({ "mfa_token": ticket, "totp": code }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn revoke_token(&self, token: &str) -> Response {
-        self.client
-            .post(format!("{}/v1/token/revoke", self.public))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(&[
-                ("token", token),
-                ("token_type_hint", "refresh_token"),
-            ]))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn access_token_of(&self, session_token: &str) -> String {
-        let minted: Value = self.mint(session_token, None).await.json().await.unwrap();
-        minted["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
 /// A code for bob that is certainly wrong now (±1 step is accepted, so step +5 is not).
 fn wrong_code() -> String {
     let right = [bob_code(-1), bob_code(0), bob_code(1)];
@@ -107,7 +55,7 @@ fn wrong_code() -> String {
 
 #[tokio::test]
 async fn disabling_a_user_after_an_erasure_ends_their_new_session_and_its_tokens() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let first = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let erased = app
         .client
@@ -147,7 +95,7 @@ async fn disabling_a_user_after_an_erasure_ends_their_new_session_and_its_tokens
 
 #[tokio::test]
 async fn a_password_change_ends_sessions_even_when_redis_lost_the_fingerprint() {
-    let (redis, app) = app_with(|_| {}).await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let jwt = app.access_token_of(&cookie).await;
     // Redis loses the fingerprint key (partial data loss, an operator's DEL).
@@ -178,7 +126,7 @@ async fn a_password_change_ends_sessions_even_when_redis_lost_the_fingerprint() 
 
 #[tokio::test]
 async fn a_disabled_user_is_refused_even_if_redis_forgot_to_revoke() {
-    let (redis, app) = app_with(|_| {}).await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let jwt = app.access_token_of(&cookie).await;
     // Simulate a Redis that lost the revocation: the fingerprint already says "disabled" (as if
@@ -227,7 +175,7 @@ async fn a_user_removed_while_no_node_ran_loses_their_sessions_when_the_next_nod
 
 #[tokio::test]
 async fn the_admin_api_cannot_start_a_session_for_a_disabled_user() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let response = app
         .admin_post("/admin/sessions", &json!({"user_id": "u-carol"}))
         .await;
@@ -238,7 +186,7 @@ async fn the_admin_api_cannot_start_a_session_for_a_disabled_user() {
 
 #[tokio::test]
 async fn a_made_up_refresh_secret_for_a_public_session_id_changes_nothing() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let login = app.native_login().await;
     let refresh = login["refresh_token"].as_str().unwrap().to_owned();
     // The session id is public (the `sid` claim of every access token).
@@ -266,7 +214,7 @@ async fn a_made_up_refresh_secret_for_a_public_session_id_changes_nothing() {
 
 #[tokio::test]
 async fn a_genuine_refresh_token_three_generations_old_is_still_caught_as_reuse() {
-    let (_redis, app) = app_with(|s| s.refresh_grace_secs = 0).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 0).await;
     let login = app.native_login().await;
     let mut chain = vec![login["refresh_token"].as_str().unwrap().to_owned()];
     for _ in 0..3 {
@@ -294,7 +242,7 @@ async fn a_genuine_refresh_token_three_generations_old_is_still_caught_as_reuse(
 #[tokio::test]
 async fn wrong_totp_codes_count_per_user_across_tickets_and_networks_and_a_password_never_resets_them(
 ) {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let wrong = wrong_code();
     for (i, ip) in ["198.51.100.1", "198.51.101.1", "198.51.102.1"]
         .iter()
@@ -334,7 +282,7 @@ async fn wrong_totp_codes_count_per_user_across_tickets_and_networks_and_a_passw
 
 #[tokio::test]
 async fn a_native_client_revokes_its_refresh_token_and_its_access_tokens_die_at_once() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let login = app.native_login().await;
     let refresh = login["refresh_token"].as_str().unwrap();
     let jwt = login["access_token"].as_str().unwrap();
@@ -352,7 +300,7 @@ async fn a_native_client_revokes_its_refresh_token_and_its_access_tokens_die_at_
 
 #[tokio::test]
 async fn a_native_client_logs_out_with_its_access_token() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let login = app.native_login().await;
     let jwt = login["access_token"].as_str().unwrap();
     let out = app
@@ -382,7 +330,7 @@ async fn a_native_client_logs_out_with_its_access_token() {
 
 #[tokio::test]
 async fn under_the_reject_policy_a_native_client_frees_its_own_slot() {
-    let (_redis, app) = app_with(|s| {
+    let (_redis, app) = app_with_users(|s| {
         s.max_sessions_per_user = 1;
         s.on_session_limit = tessera::session::policy::OnLimit::Reject;
     })
@@ -399,7 +347,7 @@ async fn under_the_reject_policy_a_native_client_frees_its_own_slot() {
 
 #[tokio::test]
 async fn an_attacker_timing_guesses_to_each_delay_cannot_keep_the_victim_out() {
-    let (_redis, app) = app_with(|s| s.login_max_delay_secs = 2).await;
+    let (_redis, app) = app_with_users(|s| s.login_max_delay_secs = 2).await;
     let attacker = "192.0.2.66";
     let victim = "198.51.100.23";
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -423,7 +371,7 @@ async fn an_attacker_timing_guesses_to_each_delay_cannot_keep_the_victim_out() {
 
 #[tokio::test]
 async fn a_victim_who_mistyped_once_waits_at_most_the_cap_not_forever() {
-    let (_redis, app) = app_with(|s| {
+    let (_redis, app) = app_with_users(|s| {
         s.login_max_delay_secs = 2;
         s.login_global_free_failures = 3;
         s.login_success_limit = 1000;
@@ -467,7 +415,7 @@ async fn a_victim_who_mistyped_once_waits_at_most_the_cap_not_forever() {
 
 #[tokio::test]
 async fn revoke_all_refuses_bad_bodies_and_changes_nothing() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let session = app.create_session("alice").await;
     let url = format!("{}/admin/users/alice/revoke-all", app.admin);
     let big = format!("{{\"reason\": \"{}\"}}", "x".repeat(128 * 1024));
@@ -502,7 +450,7 @@ async fn revoke_all_refuses_bad_bodies_and_changes_nothing() {
 
 #[tokio::test]
 async fn oversized_bodies_and_positional_arrays_get_json_errors() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let session = app.create_session("alice").await;
     let huge = app
         .client
@@ -526,7 +474,7 @@ async fn oversized_bodies_and_positional_arrays_get_json_errors() {
 
 #[tokio::test]
 async fn a_sibling_apps_non_ascii_cookie_never_breaks_tessera() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let session = app.create_session("alice").await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
@@ -606,7 +554,7 @@ async fn codes(responses: Vec<Response>) -> Vec<String> {
 
 #[tokio::test]
 async fn simultaneous_code_guesses_cannot_slip_past_the_second_factor_delay() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let mut tickets = Vec::new();
     for n in 0..10 {
         let ip = format!("198.51.{n}.1");
@@ -634,7 +582,7 @@ async fn simultaneous_code_guesses_cannot_slip_past_the_second_factor_delay() {
 
 #[tokio::test]
 async fn simultaneous_password_guesses_cannot_slip_past_the_network_delay() {
-    let (_redis, app) = app_with(|s| s.argon2_queue_ms = 10_000).await;
+    let (_redis, app) = app_with_users(|s| s.argon2_queue_ms = 10_000).await;
     let ips: Vec<String> = (0..24).map(|n| format!("10.50.1.{n}")).collect();
     let guesses = ips.iter().map(|ip| app.login_from(ip, "alice", "guess"));
     let answers = codes(futures_util::future::join_all(guesses).await).await;
@@ -650,7 +598,7 @@ async fn simultaneous_password_guesses_cannot_slip_past_the_network_delay() {
 
 #[tokio::test]
 async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let first: Value = app
         .login_from("198.51.100.1", "bob", BOB_PW)
         .await
@@ -694,7 +642,7 @@ async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login(
 
 #[tokio::test]
 async fn a_password_change_lifts_the_code_delay_and_kills_old_tickets() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let wrong = wrong_code();
     let first: Value = app
         .login_from("198.51.100.1", "bob", BOB_PW)
@@ -761,7 +709,7 @@ async fn a_password_change_lifts_the_code_delay_and_kills_old_tickets() {
 
 #[tokio::test]
 async fn revoke_all_ends_sessions_even_when_the_user_index_is_gone() {
-    let (redis, app) = app_with(|_| {}).await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let cookie = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let native = app.native_login().await;
     let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
@@ -813,7 +761,8 @@ async fn a_removed_user_is_refused_even_when_redis_forgot_the_users_file() {
 
 #[tokio::test]
 async fn sessions_can_still_be_ended_while_redis_may_evict() {
-    let (redis, app) = app_with(|s| s.redis_check_interval_secs = 1).await;
+    let (redis, app) =
+        app_with_users_on(RedisServer::start(), |s| s.redis_check_interval_secs = 1).await;
     let a = app.create_session("alice").await;
     let b = app.create_session("alice").await;
     let _: () = redis::cmd("CONFIG")
@@ -864,7 +813,7 @@ async fn sessions_can_still_be_ended_while_redis_may_evict() {
 
 #[tokio::test]
 async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let code = bob_code(0);
     let first: Value = app
         .login_from("198.51.100.1", "bob", BOB_PW)
@@ -900,7 +849,7 @@ async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
 
 #[tokio::test]
 async fn a_right_password_refused_as_busy_is_never_counted_as_a_failure() {
-    let (_redis, app) = app_with(|s| {
+    let (_redis, app) = app_with_users(|s| {
         s.argon2_concurrency = 1;
         s.argon2_queue_ms = 1;
         s.login_global_free_failures = 1;
@@ -939,7 +888,7 @@ async fn a_right_password_refused_as_busy_is_never_counted_as_a_failure() {
 
 #[tokio::test]
 async fn erasing_a_user_ends_sessions_the_index_lost() {
-    let (redis, app) = app_with(|_| {}).await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let orphan = app.create_session("ext-orphan").await;
     let tag = tessera::session::UserId::parse("ext-orphan").unwrap().tag();
     let index = format!("{}:u:{{{tag}}}:ext-orphan", app.settings.key_prefix);
@@ -961,7 +910,7 @@ async fn erasing_a_user_ends_sessions_the_index_lost() {
 
 #[tokio::test]
 async fn a_lost_fingerprint_and_index_end_unlisted_sessions_at_the_next_login() {
-    let (redis, app) = app_with(|_| {}).await;
+    let (redis, app) = app_with_users(|_| {}).await;
     let first = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
     let tag = tessera::session::UserId::parse("u-alice").unwrap().tag();
     let prefix = &app.settings.key_prefix;
@@ -980,7 +929,7 @@ async fn a_lost_fingerprint_and_index_end_unlisted_sessions_at_the_next_login() 
 
 #[tokio::test]
 async fn logging_out_everywhere_does_not_reset_the_code_delay() {
-    let (_redis, app) = app_with(|_| {}).await;
+    let (_redis, app) = app_with_users(|_| {}).await;
     let first: Value = app
         .login_from("198.51.100.1", "bob", BOB_PW)
         .await

@@ -1,7 +1,8 @@
 //! Test harness: real `redis-server` processes on free ports and Tessera nodes on port 0.
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::Value;
+use reqwest::Response;
+use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -406,4 +407,177 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Every typed request a test makes, in one place.
+impl TestApp {
+    /// An access token for a live session (the minting itself is tested in `tokens.rs`).
+    pub async fn access_token(&self, session_token: &str) -> String {
+        let body: Value = self.mint(session_token, None).await.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    // ---- from login ----
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login", self.public))
+            .header("origin", &self.public)
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_mfa(&self, mfa_token: &str, code: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login/mfa", self.public))
+            .json(&json!({ "mfa_token": mfa_token, "totp": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn step_up_bearer(&self, token: &str, body: Value) -> Response {
+        self.client
+            .post(format!("{}/v1/session/step-up", self.public))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.public))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
+        self.client
+            .delete(format!("{}{path}", self.public))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Session cookie value from a login response.
+    pub fn cookie_of(response: &Response) -> String {
+        let set = response.headers()["set-cookie"].to_str().unwrap();
+        set.split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("__Host-tessera=")
+            .to_owned()
+    }
+    // ---- from refresh ----
+    pub async fn native_login(&self) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/v1/login", self.public))
+            .json(&json!({"username": "alice", "password": crate::users::ALICE_PW, "client": "native", "device_name": "phone"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "native clients get no cookie"
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/token/refresh", self.public))
+            .json(&json!({ "refresh_token": refresh_token }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn check_jwt(&self, jwt: &str) -> u16 {
+        self.client
+            .get(format!("{}/v1/auth/check", self.public))
+            .bearer_auth(jwt)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    // ---- from attack ----
+    pub async fn login_from(&self, ip: &str, username: &str, password: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login", self.public))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn mfa_from(&self, ip: &str, ticket: &str, code: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/login/mfa", self.public))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "mfa_token": ticket, "totp": code }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoke_token(&self, token: &str) -> Response {
+        self.client
+            .post(format!("{}/v1/token/revoke", self.public))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[
+                ("token", token),
+                ("token_type_hint", "refresh_token"),
+            ]))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn access_token_of(&self, session_token: &str) -> String {
+        let minted: Value = self.mint(session_token, None).await.json().await.unwrap();
+        minted["access_token"].as_str().unwrap().to_owned()
+    }
+    // ---- from oauth ----
+    pub async fn admin_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let body = form_body(form);
+        self.client
+            .post(format!("{}{path}", self.admin))
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A node with the test users file (alice, bob with TOTP, carol disabled), reloaded every
+/// second, trusting `X-Forwarded-For` from loopback, on the shared Redis.
+pub async fn app_with_users(tweak: impl FnOnce(&mut Settings)) -> (RedisServer, TestApp) {
+    app_with_users_on(RedisServer::shared(), tweak).await
+}
+
+/// `app_with_users` on a given Redis (one of the test's own, when it reconfigures Redis).
+pub async fn app_with_users_on(
+    redis: RedisServer,
+    tweak: impl FnOnce(&mut Settings),
+) -> (RedisServer, TestApp) {
+    let mut settings = test_settings(&redis);
+    settings.users_file = Some(crate::users::write_users_file());
+    settings.users_reload_secs = 1;
+    settings.trusted_proxies = vec!["127.0.0.1/32".into()];
+    tweak(&mut settings);
+    let app = spawn_app_with(settings).await;
+    (redis, app)
 }

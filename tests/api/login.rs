@@ -2,81 +2,10 @@
 
 use crate::helpers::*;
 use crate::users::*;
-use reqwest::Response;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tessera::Settings;
 
 const CHALLENGE_MFA_300: &str = r#"Bearer error="insufficient_user_authentication", error_description="A stronger or more recent authentication is required", acr_values="mfa", max_age="300""#;
-
-async fn app_with_users(tweak: impl FnOnce(&mut Settings)) -> (RedisServer, TestApp) {
-    let redis = RedisServer::shared();
-    let mut settings = test_settings(&redis);
-    settings.users_file = Some(write_users_file());
-    settings.users_reload_secs = 1;
-    tweak(&mut settings);
-    let app = spawn_app_with(settings).await;
-    (redis, app)
-}
-
-impl TestApp {
-    pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.client
-            .post(format!("{}/v1/login", self.public))
-            .header("origin", &self.public)
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn login_mfa(&self, mfa_token: &str, code: &str) -> Response {
-        self.client
-            .post(format!("{}/v1/login/mfa", self.public))
-            .json(&json!({ "mfa_token": mfa_token, "totp": code }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn step_up_bearer(&self, token: &str, body: Value) -> Response {
-        self.client
-            .post(format!("{}/v1/session/step-up", self.public))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn get_bearer(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(format!("{}{path}", self.public))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn delete_bearer(&self, path: &str, token: &str) -> Response {
-        self.client
-            .delete(format!("{}{path}", self.public))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Session cookie value from a login response.
-    pub fn cookie_of(response: &Response) -> String {
-        let set = response.headers()["set-cookie"].to_str().unwrap();
-        set.split(';')
-            .next()
-            .unwrap()
-            .trim_start_matches("__Host-tessera=")
-            .to_owned()
-    }
-}
 
 /// bob (TOTP) logs in fully; returns his session token.
 async fn bob_session(app: &TestApp) -> String {

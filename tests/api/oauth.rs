@@ -4,46 +4,12 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-impl TestApp {
-    pub async fn admin_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        self.client
-            .post(format!("{}{path}", self.admin))
-            .bearer_auth(ADMIN_KEY)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn mint(app: &TestApp, token: &str) -> String {
-    let body: Value = app.mint(token, None).await.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn introspection_answers_only_active_false_for_anything_not_live() {
     let redis = RedisServer::start();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
-    let jwt = mint(&app, &created.token).await;
+    let jwt = app.access_token(&created.token).await;
 
     let live: Value = app
         .admin_form("/admin/introspect", &[("token", &jwt)])
@@ -100,7 +66,7 @@ async fn rfc_7009_revocation_kills_the_session_and_its_tokens() {
     let redis = RedisServer::start();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
-    let jwt = mint(&app, &created.token).await;
+    let jwt = app.access_token(&created.token).await;
     let response = app
         .admin_form(
             "/admin/revoke",

@@ -5,56 +5,9 @@ use crate::users::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn app(grace_secs: i64) -> (RedisServer, TestApp) {
-    let redis = RedisServer::shared();
-    let mut settings = test_settings(&redis);
-    settings.users_file = Some(write_users_file());
-    settings.refresh_grace_secs = grace_secs;
-    let app = spawn_app_with(settings).await;
-    (redis, app)
-}
-
-impl TestApp {
-    pub async fn native_login(&self) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/v1/login", self.public))
-            .json(&json!({"username": "alice", "password": ALICE_PW, "client": "native", "device_name": "phone"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert!(
-            response.headers().get("set-cookie").is_none(),
-            "native clients get no cookie"
-        );
-        response.json().await.unwrap()
-    }
-
-    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/v1/token/refresh", self.public))
-            .json(&json!({ "refresh_token": refresh_token }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn check_jwt(&self, jwt: &str) -> u16 {
-        self.client
-            .get(format!("{}/v1/auth/check", self.public))
-            .bearer_auth(jwt)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
-
 #[tokio::test]
 async fn a_native_login_returns_an_access_and_a_refresh_token() {
-    let (_redis, app) = app(10).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 10).await;
     let body = app.native_login().await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 300);
@@ -81,7 +34,7 @@ async fn a_native_login_returns_an_access_and_a_refresh_token() {
 
 #[tokio::test]
 async fn each_refresh_rotates_and_a_spent_token_after_the_window_kills_the_session() {
-    let (_redis, app) = app(1).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 1).await;
     let login = app.native_login().await;
     let r0 = login["refresh_token"].as_str().unwrap().to_owned();
     let first: Value = app.refresh(&r0).await.json().await.unwrap();
@@ -133,7 +86,7 @@ async fn each_refresh_rotates_and_a_spent_token_after_the_window_kills_the_sessi
 
 #[tokio::test]
 async fn a_lost_response_is_retried_safely_within_the_grace_window() {
-    let (_redis, app) = app(10).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 10).await;
     let login = app.native_login().await;
     let r0 = login["refresh_token"].as_str().unwrap().to_owned();
     let lost: Value = app.refresh(&r0).await.json().await.unwrap();
@@ -149,7 +102,7 @@ async fn a_lost_response_is_retried_safely_within_the_grace_window() {
 
 #[tokio::test]
 async fn ten_concurrent_refreshes_of_one_token_rotate_once_and_share_the_successor() {
-    let (_redis, app) = app(10).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 10).await;
     let app = std::sync::Arc::new(app);
     let login = app.native_login().await;
     let r0 = login["refresh_token"].as_str().unwrap().to_owned();
@@ -180,7 +133,7 @@ async fn ten_concurrent_refreshes_of_one_token_rotate_once_and_share_the_success
 
 #[tokio::test]
 async fn only_the_immediate_predecessor_gets_grace() {
-    let (_redis, app) = app(10).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 10).await;
     let login = app.native_login().await;
     let r0 = login["refresh_token"].as_str().unwrap().to_owned();
     let r1: Value = app.refresh(&r0).await.json().await.unwrap();
@@ -195,7 +148,7 @@ async fn only_the_immediate_predecessor_gets_grace() {
 
 #[tokio::test]
 async fn native_mfa_logins_get_refresh_tokens_too() {
-    let (_redis, app) = app(10).await;
+    let (_redis, app) = app_with_users(|s| s.refresh_grace_secs = 10).await;
     let first: Value = app
         .client
         .post(format!("{}/v1/login", app.public))

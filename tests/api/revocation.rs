@@ -13,11 +13,6 @@ async fn check_low(app: &TestApp, jwt: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn mint(app: &TestApp, session_token: &str) -> String {
-    let body: Value = app.mint(session_token, None).await.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 /// Polls until `check` answers 401 on `node`; panics after 5 s (tokens live 300 s).
 async fn until_refused(node: &TestApp, jwt: &str) -> String {
     for _ in 0..100 {
@@ -41,7 +36,7 @@ async fn a_logged_out_sessions_token_is_refused_by_another_node() {
     let redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let created = a.create_session("alice").await;
-    let jwt = mint(&a, &created.token).await;
+    let jwt = a.access_token(&created.token).await;
     let ok = check_low(&b, &jwt).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers()["x-tessera-user"], "alice");
@@ -51,7 +46,7 @@ async fn a_logged_out_sessions_token_is_refused_by_another_node() {
     );
 
     let other = a.create_session("alice").await;
-    let other_jwt = mint(&a, &other.token).await;
+    let other_jwt = a.access_token(&other.token).await;
 
     assert_eq!(
         a.logout_with_cookie(&created.token, &created.csrf)
@@ -77,14 +72,14 @@ async fn revoke_all_kills_every_token_of_the_user_but_not_newer_ones() {
     let redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let s1 = a.create_session("alice").await;
-    let jwt1 = mint(&a, &s1.token).await;
+    let jwt1 = a.access_token(&s1.token).await;
     let bob = a.create_session("bob").await;
-    let bob_jwt = mint(&a, &bob.token).await;
+    let bob_jwt = a.access_token(&bob.token).await;
     a.admin_post("/admin/users/alice/revoke-all", &json!({}))
         .await;
     assert_eq!(until_refused(&b, &jwt1).await, "token_revoked");
     let s2 = a.create_session("alice").await;
-    let jwt2 = mint(&a, &s2.token).await;
+    let jwt2 = a.access_token(&s2.token).await;
     assert_eq!(
         check_low(&b, &jwt2).await.status(),
         200,
@@ -102,7 +97,7 @@ async fn evictions_and_kills_are_pushed_too() {
     };
     let (a, b) = tokio::join!(spawn_app_with(settings.clone()), spawn_app_with(settings));
     let first = a.create_session("alice").await;
-    let jwt = mint(&a, &first.token).await;
+    let jwt = a.access_token(&first.token).await;
     a.create_session("alice").await; // evicts the first
     assert_eq!(until_refused(&b, &jwt).await, "token_revoked");
 }
@@ -112,7 +107,7 @@ async fn the_feed_catches_up_after_redis_restarts() {
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let (a, b) = two_nodes(&redis).await;
     let created = a.create_session("alice").await;
-    let jwt = mint(&a, &created.token).await;
+    let jwt = a.access_token(&created.token).await;
     redis.restart();
     // The JWT path keeps working from memory while followers reconnect.
     assert_eq!(check_low(&b, &jwt).await.status(), 200);
@@ -186,7 +181,7 @@ async fn forward_auth_answers_for_both_risk_levels() {
     assert_eq!(by_cookie.headers()["x-tessera-acr"], "pwd");
     assert_eq!(by_cookie.headers()["vary"], "Cookie, Authorization");
 
-    let jwt = mint(&app, &pwd.token).await;
+    let jwt = app.access_token(&pwd.token).await;
     assert_eq!(
         check("?risk=low", Some(jwt.clone()), None)
             .await
@@ -254,7 +249,7 @@ async fn metrics_report_mints_audit_events_and_feed_staleness_on_the_admin_liste
     let redis = RedisServer::start();
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
-    mint(&app, &created.token).await;
+    app.access_token(&created.token).await;
     tokio::time::sleep(Duration::from_millis(1200)).await; // a heartbeat or two
     let text = app
         .client
@@ -292,7 +287,7 @@ async fn revocations_left_in_an_outbox_by_a_crashed_node_are_swept_to_the_feed()
     };
     let app = spawn_app_with(settings.clone()).await;
     let created = app.create_session("alice").await;
-    let jwt = mint(&app, &created.token).await;
+    let jwt = app.access_token(&created.token).await;
     assert_eq!(check_low(&app, &jwt).await.status(), 200);
 
     // A "node" that revokes (the script writes the outbox entry) and dies before flushing it.

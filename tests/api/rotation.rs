@@ -8,11 +8,6 @@ fn kid_of(jwt: &str) -> String {
     jwt_part(jwt, 0)["kid"].as_str().unwrap().to_owned()
 }
 
-async fn mint(app: &TestApp, token: &str) -> String {
-    let body: Value = app.mint(token, None).await.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_verify() {
     let redis = RedisServer::shared();
@@ -23,7 +18,7 @@ async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_veri
     };
     let (a, b) = tokio::join!(spawn_app_with(settings.clone()), spawn_app_with(settings));
     let session = a.create_session("alice").await;
-    let old_token = mint(&a, &session.token).await;
+    let old_token = a.access_token(&session.token).await;
     let old_kid = kid_of(&old_token);
 
     let rotated: Value = a
@@ -49,7 +44,7 @@ async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_veri
         .iter()
         .any(|k| k["kid"] == new_kid.as_str()));
     assert_eq!(
-        kid_of(&mint(&a, &session.token).await),
+        kid_of(&a.access_token(&session.token).await),
         old_kid,
         "not signing yet"
     );
@@ -72,7 +67,7 @@ async fn a_rotated_key_is_published_first_then_signs_while_old_tokens_still_veri
     // After the JWKS cache lifetime every node signs with the new key.
     let mut switched = false;
     for _ in 0..40 {
-        if kid_of(&mint(&b, &session.token).await) == new_kid {
+        if kid_of(&b.access_token(&session.token).await) == new_kid {
             switched = true;
             break;
         }

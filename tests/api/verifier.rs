@@ -23,18 +23,13 @@ fn config(app: &TestApp) -> VerifierConfig {
     config
 }
 
-async fn mint(app: &TestApp, token: &str) -> String {
-    let body: Value = app.mint(token, None).await.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn verifies_locally_caches_by_bytes_and_learns_of_revocations() {
     let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
     let verifier = Verifier::start(config(&app)).await.unwrap();
     let session = app.create_session("alice").await;
-    let jwt = mint(&app, &session.token).await;
+    let jwt = app.access_token(&session.token).await;
 
     let claims = verifier.verify(&jwt).await.unwrap();
     assert_eq!(claims.sub, "alice");
@@ -81,7 +76,7 @@ async fn an_unknown_kid_refetches_once_per_interval_and_known_keys_survive_failu
     let app = spawn_app_with(settings).await;
     let verifier = Verifier::start(config(&app)).await.unwrap();
     let session = app.create_session("alice").await;
-    let old = mint(&app, &session.token).await;
+    let old = app.access_token(&session.token).await;
     verifier.verify(&old).await.unwrap();
     assert_eq!(verifier.stats().jwks_fetches.load(Ordering::Relaxed), 1);
 
@@ -94,7 +89,7 @@ async fn an_unknown_kid_refetches_once_per_interval_and_known_keys_survive_failu
         .await
         .unwrap();
     assert_eq!(rotated.status(), 200);
-    let new = mint(&app, &session.token).await;
+    let new = app.access_token(&session.token).await;
     verifier.verify(&new).await.unwrap();
     assert_eq!(
         verifier.stats().jwks_fetches.load(Ordering::Relaxed),
@@ -131,7 +126,7 @@ async fn fail_closed_refuses_everything_once_the_feed_is_stale() {
     cfg.max_staleness = Duration::from_secs(1);
     let verifier = Verifier::start(cfg).await.unwrap();
     let session = app.create_session("alice").await;
-    let jwt = mint(&app, &session.token).await;
+    let jwt = app.access_token(&session.token).await;
     let mut ok = false;
     for _ in 0..40 {
         if verifier.verify(&jwt).await.is_ok() {
