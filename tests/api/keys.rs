@@ -78,16 +78,6 @@ async fn token_from(app: &TestApp) -> String {
     minted["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn check_on(app: &TestApp, jwt: &str) -> u16 {
-    app.client
-        .get(format!("{}/v1/auth/check", app.public))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 async fn wait_for<F, Fut>(what: &str, mut done: F)
 where
@@ -124,9 +114,9 @@ async fn running_nodes_put_the_ring_back_after_redis_loses_it_and_a_new_node_use
     );
     assert_eq!(kids(&b).await, before);
     let from_c = token_from(&c).await;
-    assert_eq!(check_on(&a, &from_c).await, 200);
+    assert_eq!(a.check_jwt(&from_c).await, 200);
     let from_a = token_from(&a).await;
-    assert_eq!(check_on(&c, &from_a).await, 200);
+    assert_eq!(c.check_jwt(&from_a).await, 200);
 }
 
 #[tokio::test]
@@ -150,8 +140,8 @@ async fn a_node_that_made_a_new_ring_during_the_outage_ends_up_publishing_everyo
         jwt_part(&from_c, 0)["kid"],
         "one signer"
     );
-    assert_eq!(check_on(&a, &from_c).await, 200);
-    assert_eq!(check_on(&c, &from_a).await, 200);
+    assert_eq!(a.check_jwt(&from_c).await, 200);
+    assert_eq!(c.check_jwt(&from_a).await, 200);
 }
 
 #[tokio::test]
