@@ -94,3 +94,29 @@ fn help_explains_the_commands() {
         assert!(text.contains(word), "--help lacks {word}: {text}");
     }
 }
+
+/// Every TOML example in the README loads as what it claims to be: a settings file (validated
+/// like `tessera config check`) or a users file.
+#[test]
+fn every_toml_example_in_the_readme_loads() {
+    let readme = include_str!("../../README.md");
+    let mut checked = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let text = block.split("\n```").next().unwrap();
+        if text.contains("[[users]]") {
+            tessera::authn::Directory::parse(text)
+                .unwrap_or_else(|e| panic!("users-file example does not load: {e:#}\n{text}"));
+        } else {
+            let path =
+                std::env::temp_dir().join(format!("tessera-readme-{}.toml", uuid::Uuid::new_v4()));
+            std::fs::write(&path, text).unwrap();
+            let settings = tessera::Settings::load(Some(&path))
+                .and_then(|s| s.validate().map(|_| s))
+                .unwrap_or_else(|e| panic!("settings example does not load: {e:#}\n{text}"));
+            drop(settings);
+            let _ = std::fs::remove_file(&path);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "found {checked} examples");
+}

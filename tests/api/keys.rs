@@ -78,7 +78,6 @@ async fn token_from(app: &TestApp) -> String {
     minted["access_token"].as_str().unwrap().to_owned()
 }
 
-
 async fn wait_for<F, Fut>(what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
