@@ -3,7 +3,7 @@
 //! Internal causes go to the log, never to the client. Every error response carries
 //! `Cache-Control: no-store`.
 
-use crate::session::ports::MintError;
+use crate::session::ports::{CreateError, MintError};
 use crate::session::{AuthError, StoreError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -162,17 +162,25 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => ApiError::unavailable(format!("{cause:#}")),
-            StoreError::LimitReached => ApiError::new(
+            other => ApiError::internal(format!("{other:#}")),
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::LimitReached => ApiError::new(
                 StatusCode::CONFLICT,
                 "session_limit_reached",
                 "this user already has the maximum number of sessions",
             ),
-            StoreError::CredentialVersionChanged => ApiError::new(
+            CreateError::CredentialVersionChanged => ApiError::new(
                 StatusCode::CONFLICT,
                 "credentials_changed",
                 "the user's credentials changed meanwhile; authenticate again",
             ),
-            other => ApiError::internal(format!("{other:#}")),
+            CreateError::Store(e) => e.into(),
         }
     }
 }
@@ -218,6 +226,7 @@ impl From<crate::authn::login::LoginError> for ApiError {
             L::TotpReplayed => ApiError::unauthorized("totp_replayed", "this TOTP code was already used; wait for the next one"),
             L::NotStepUpCapable => ApiError::forbidden("step_up_unavailable", "this session's user has no credentials Tessera can check; step up through your backend"),
             L::Store(e) => e.into(),
+            L::Create(e) => e.into(),
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum LoginError {
     NotStepUpCapable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Create(#[from] crate::session::ports::CreateError),
 }
 
 impl From<Busy> for LoginError {

@@ -15,14 +15,25 @@ pub enum StoreError {
     /// The store could not be reached or did not answer in time: callers fail closed (503).
     #[error("session store unavailable")]
     Unavailable(#[source] anyhow::Error),
-    /// The user's credential version moved since the caller checked the credentials.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// Why no session was created: the two refusals only creation can give, or a store failure.
+/// (Every other operation fails only as `StoreError`: an error enum per operation would repeat
+/// those two variants a dozen times and tell a caller nothing more.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The user's credential version (or users-file entry) moved since the caller checked the
+    /// credentials.
     #[error("the user's credentials changed while the session was being created")]
     CredentialVersionChanged,
     /// The user holds the maximum number of sessions and the policy is `reject`.
     #[error("session limit reached")]
     LimitReached,
     #[error(transparent)]
-    Other(anyhow::Error),
+    Store(#[from] StoreError),
 }
 
 /// Everything a store needs to create one session.
@@ -99,7 +110,7 @@ pub struct Created {
 pub trait SessionStore: Send + Sync {
     /// Stores a new session, prunes the user's index and enforces `limit`, all at once.
     /// With `expected_version`, refuses if the user's credential version differs.
-    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, StoreError>;
+    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, CreateError>;
 
     /// The stored record, or `None` when there is no such live session.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;

@@ -7,7 +7,7 @@ use crate::clock::SharedClock;
 use crate::session::model::RefreshState;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
+    CreateError, CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
 };
 use crate::session::{
     Acr, SecretHash, Session, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
@@ -87,18 +87,18 @@ impl Data {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, r: CreateRequest<'_>) -> Result<Created, StoreError> {
+    async fn create(&self, r: CreateRequest<'_>) -> Result<Created, CreateError> {
         let mut d = self.data();
         let stored = d.versions.get(r.user.as_str()).copied();
         if r.expected_version.is_some_and(|v| v != stored.unwrap_or(0)) {
-            return Err(StoreError::CredentialVersionChanged);
+            return Err(CreateError::CredentialVersionChanged);
         }
         let mut orphans = Vec::new();
         let mut version_moved = false;
         let mut stored = stored;
         if let Some(fp) = r.fingerprint {
             match d.fingerprints.get(r.user.as_str()) {
-                Some(known) if known != fp => return Err(StoreError::CredentialVersionChanged),
+                Some(known) if known != fp => return Err(CreateError::CredentialVersionChanged),
                 Some(_) => {}
                 None => {
                     let ids: Vec<String> = d
@@ -143,7 +143,7 @@ impl SessionStore for MemoryStore {
         let max = r.limit.max_sessions.max(1) as usize;
         if live.len() >= max {
             if r.limit.on_limit == OnLimit::Reject {
-                return Err(StoreError::LimitReached);
+                return Err(CreateError::LimitReached);
             }
             live.sort_by_key(|(_, seen)| *seen);
             for (id, _) in live.iter().take(live.len() - max + 1) {
@@ -153,7 +153,7 @@ impl SessionStore for MemoryStore {
             }
         }
         if d.live(r.id.as_str(), now).is_some() {
-            return Err(StoreError::Other(anyhow::anyhow!("session id collision")));
+            return Err(StoreError::Other(anyhow::anyhow!("session id collision")).into());
         }
         let mut record = r.record.clone();
         record.credential_version = version;

@@ -8,7 +8,7 @@ use super::store_error;
 use crate::clock::SharedClock;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
+    CreateError, CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
 };
 use crate::session::UnixMillis;
 use crate::session::{
@@ -95,7 +95,7 @@ impl RedisSessionStore {
 
 #[async_trait]
 impl SessionStore for RedisSessionStore {
-    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, StoreError> {
+    async fn create(&self, request: CreateRequest<'_>) -> Result<Created, CreateError> {
         let CreateRequest {
             id,
             user,
@@ -159,11 +159,9 @@ impl SessionStore for RedisSessionStore {
                         .collect(),
                 })
             }
-            "version" => Err(StoreError::CredentialVersionChanged),
-            "limit" => Err(StoreError::LimitReached),
-            other => Err(StoreError::Other(anyhow!(
-                "create script answered {other:?}"
-            ))),
+            "version" => Err(CreateError::CredentialVersionChanged),
+            "limit" => Err(CreateError::LimitReached),
+            other => Err(StoreError::Other(anyhow!("create script answered {other:?}")).into()),
         }
     }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use tessera::clock::{Clock, TestClock};
 use tessera::session::model::RefreshState;
 use tessera::session::policy::{LimitPolicy, OnLimit};
-use tessera::session::ports::{CreateRequest, RefreshOutcome, RefreshRequest, RefreshRevocation};
+use tessera::session::ports::{
+    CreateError, CreateRequest, RefreshOutcome, RefreshRequest, RefreshRevocation,
+};
 use tessera::session::{
-    Acr, Region, SecretHash, SessionId, SessionRecord, SessionSecret, SessionStore, StoreError,
-    UserId,
+    Acr, Region, SecretHash, SessionId, SessionRecord, SessionSecret, SessionStore, UserId,
 };
 use tessera::store::memory::MemoryStore;
 use tessera::store::{KeyLayout, RedisConnections, RedisSessionStore};
@@ -73,7 +74,7 @@ impl Subject {
         fingerprint: Option<&str>,
     ) -> (
         SessionId,
-        Result<tessera::session::ports::Created, StoreError>,
+        Result<tessera::session::ports::Created, CreateError>,
     ) {
         let id = SessionId::generate(&Region::parse("eu").unwrap(), user);
         let created = self
@@ -196,7 +197,7 @@ async fn the_limit_evicts_the_least_recently_used_or_rejects(s: Subject) {
     let (extra, refused) = s
         .create(&carol, &record(&carol, now, &h), REJECT, None, None)
         .await;
-    assert!(matches!(refused, Err(StoreError::LimitReached)));
+    assert!(matches!(refused, Err(CreateError::LimitReached)));
     assert!(s.store.load(&extra).await.unwrap().is_none());
     assert_eq!(s.store.list(&carol, now).await.unwrap().len(), 2);
 }
@@ -219,7 +220,7 @@ async fn creation_refuses_a_moved_version_or_a_changed_fingerprint(s: Subject) {
             Some("fp-1"),
         )
         .await;
-    assert!(matches!(stale, Err(StoreError::CredentialVersionChanged)));
+    assert!(matches!(stale, Err(CreateError::CredentialVersionChanged)));
     let (_, other_entry) = s
         .create(
             &dave,
@@ -231,7 +232,7 @@ async fn creation_refuses_a_moved_version_or_a_changed_fingerprint(s: Subject) {
         .await;
     assert!(matches!(
         other_entry,
-        Err(StoreError::CredentialVersionChanged)
+        Err(CreateError::CredentialVersionChanged)
     ));
     let (_, same) = s
         .create(

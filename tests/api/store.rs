@@ -4,8 +4,8 @@ use crate::helpers::*;
 use redis::Commands;
 use std::sync::Arc;
 use tessera::session::policy::{LimitPolicy, OnLimit};
-use tessera::session::ports::CreateRequest;
-use tessera::session::{Acr, Region, SessionId, SessionRecord, SessionStore, StoreError, UserId};
+use tessera::session::ports::{CreateError, CreateRequest};
+use tessera::session::{Acr, Region, SessionId, SessionRecord, SessionStore, UserId};
 use tessera::store::{KeyLayout, RedisConnections, RedisSessionStore};
 
 const NOW: i64 = 1_900_000_000_000;
@@ -67,7 +67,7 @@ trait CreateWith {
         limit: LimitPolicy,
         expected_version: Option<u64>,
         now: i64,
-    ) -> Result<tessera::session::ports::Created, StoreError>;
+    ) -> Result<tessera::session::ports::Created, CreateError>;
 }
 
 impl CreateWith for RedisSessionStore {
@@ -80,7 +80,7 @@ impl CreateWith for RedisSessionStore {
         limit: LimitPolicy,
         expected_version: Option<u64>,
         now: i64,
-    ) -> Result<tessera::session::ports::Created, StoreError> {
+    ) -> Result<tessera::session::ports::Created, CreateError> {
         self.create(CreateRequest {
             id,
             user,
@@ -273,7 +273,7 @@ async fn the_limit_evicts_the_least_recently_used_or_rejects() {
             NOW,
         )
         .await;
-    assert!(matches!(refused, Err(StoreError::LimitReached)));
+    assert!(matches!(refused, Err(CreateError::LimitReached)));
     assert!(store.load(&extra).await.unwrap().is_none());
 }
 
@@ -296,7 +296,7 @@ async fn creation_refuses_when_the_credential_version_moved() {
             NOW,
         )
         .await;
-    assert!(matches!(stale, Err(StoreError::CredentialVersionChanged)));
+    assert!(matches!(stale, Err(CreateError::CredentialVersionChanged)));
     assert!(store.load(&sid).await.unwrap().is_none());
     let ok = store
         .create_with(

@@ -7,8 +7,8 @@ use super::model::{
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
-    AccessToken, AdmitAll, CreateRequest, MintError, NoFeed, RevocationSink, SessionStore,
-    StoreError, SuccessorMac, TokenIssuer, UserGate,
+    AccessToken, AdmitAll, CreateError, CreateRequest, MintError, NoFeed, RevocationSink,
+    SessionStore, StoreError, SuccessorMac, TokenIssuer, UserGate,
 };
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};
@@ -159,7 +159,7 @@ impl SessionService {
         new: NewSession,
         actor: &Actor,
         now: UnixMillis,
-    ) -> Result<(Session, SessionToken), StoreError> {
+    ) -> Result<(Session, SessionToken), CreateError> {
         self.create_checked(new, None, actor, now).await
     }
 
@@ -172,7 +172,7 @@ impl SessionService {
         expected_version: Option<u64>,
         actor: &Actor,
         now: UnixMillis,
-    ) -> Result<(Session, SessionToken), StoreError> {
+    ) -> Result<(Session, SessionToken), CreateError> {
         let id = SessionId::generate(&self.home, &new.user_id);
         tracing::Span::current().record("session.id", tracing::field::display(&id));
         let secret = SessionSecret::generate();
