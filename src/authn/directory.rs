@@ -129,6 +129,12 @@ fn to_user(entry: UserEntry) -> anyhow::Result<User> {
             entry.id
         )
     })?;
+    if entry.id.starts_with("tessera.") {
+        bail!(
+            "user id '{}': ids starting with `tessera.` are reserved",
+            entry.id
+        );
+    }
     if entry.username.is_empty() || entry.username.len() > 128 {
         bail!("user '{}': username must be 1-128 characters", entry.id);
     }

@@ -273,11 +273,11 @@ impl LoginService {
         let (slot, guess) = self.throttle(&client.ip, username, now).await?;
         let directory = self.directory();
         let user = directory.by_username(username);
-        // Read before the password check: a password change racing this login wins.
-        let version = match user {
-            Some(u) => Some(self.sessions.credential_version(&u.id).await?),
-            None => None,
-        };
+        // Read before the password check: a password change racing this login wins. An unknown
+        // username reads a key that never exists, so both answers cost the same round trips.
+        let probe = user.map(|u| u.id.clone()).unwrap_or_else(no_such_user);
+        let version = self.sessions.credential_version(&probe).await?;
+        let version = user.map(|_| version);
         let ok = slot
             .verify(password, user.map(|u| u.password_hash.as_str()))
             .await?;
@@ -288,7 +288,9 @@ impl LoginService {
                 Some(u) => event.user(u.id.as_str()).reason("wrong password"),
                 None => event.reason("unknown username"),
             };
-            self.sessions.audit(event).await;
+            // Not awaited: a known user's event also goes to their own list, and the answer's
+            // timing must not tell a known username from an unknown one.
+            self.sessions.audit_detached(event);
             return Err(LoginError::InvalidCredentials);
         };
         tracing::Span::current().record("user.id", tracing::field::display(&user.id));
@@ -521,6 +523,12 @@ fn native_client(
         }),
         _ => None,
     }
+}
+
+/// The id whose version is read in place of an unknown username's: reserved (the users file
+/// refuses ids under `tessera.`), so its key never exists.
+fn no_such_user() -> UserId {
+    UserId::parse("tessera.no-such-user").expect("a valid user id")
 }
 
 fn random_handle() -> String {

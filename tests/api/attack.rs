@@ -1002,3 +1002,60 @@ async fn a_session_refused_for_a_removed_user_stays_dead_when_the_user_returns()
     );
     assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
 }
+
+// ---- Fourth round ----
+
+/// Redis command counts by name (`INFO commandstats`).
+fn command_counts(redis: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.conn())
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_wrong_password_costs_the_same_redis_work_for_known_and_unknown_usernames() {
+    let (redis, app) = app_with_users_on(RedisServer::start(), |_| {}).await;
+    // The audit trail is written after the answer (detached); leave it out of the comparison.
+    let answered_with = |before: &std::collections::BTreeMap<String, u64>,
+                         after: &std::collections::BTreeMap<String, u64>| {
+        after
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "xadd" | "lpush" | "ltrim" | "expire" | "multi" | "exec" | "info"
+                )
+            })
+            .map(|(name, n)| (name.clone(), n - before.get(name).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // Warm both paths once (script loading), then measure.
+    app.login_from("198.51.100.1", "alice", "wrong").await;
+    app.login_from("198.51.101.1", "mallory", "wrong").await;
+    let before = command_counts(&redis);
+    assert_eq!(
+        app.login_from("198.51.102.1", "alice", "wrong")
+            .await
+            .status(),
+        401
+    );
+    let known = answered_with(&before, &command_counts(&redis));
+    let before = command_counts(&redis);
+    assert_eq!(
+        app.login_from("198.51.103.1", "mallory", "wrong")
+            .await
+            .status(),
+        401
+    );
+    let unknown = answered_with(&before, &command_counts(&redis));
+    assert_eq!(known, unknown);
+}

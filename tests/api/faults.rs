@@ -132,13 +132,10 @@ async fn an_eviction_policy_set_at_runtime_stops_session_work_until_fixed() {
         .arg("volatile-lru")
         .query(&mut conn)
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_eq!(
-        error_code(app.get_session_with_bearer(&created.token).await)
-            .await
-            .0,
-        503
-    );
+    wait_until("the node notices the eviction policy", || async {
+        app.get_session_with_bearer(&created.token).await.status() == 503
+    })
+    .await;
     assert_eq!(
         app.client
             .get(format!("{}/readyz", app.public))
@@ -166,11 +163,10 @@ async fn an_eviction_policy_set_at_runtime_stops_session_work_until_fixed() {
         .arg("noeviction")
         .query(&mut conn)
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_eq!(
-        app.get_session_with_bearer(&created.token).await.status(),
-        200
-    );
+    wait_until("the node notices the fix", || async {
+        app.get_session_with_bearer(&created.token).await.status() == 200
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -581,3 +581,17 @@ pub async fn app_with_users_on(
     let app = spawn_app_with(settings).await;
     (redis, app)
 }
+
+/// Polls `done` until it holds (true) or `what` fails the test after 10 s: waiting for a
+/// background task (a check interval, a heartbeat) without a fixed sleep.
+pub async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

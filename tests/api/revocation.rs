@@ -250,16 +250,34 @@ async fn metrics_report_mints_audit_events_and_feed_staleness_on_the_admin_liste
     let app = spawn_app(&redis).await;
     let created = app.create_session("alice").await;
     app.access_token(&created.token).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // a heartbeat or two
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Wait for a heartbeat to have been heard (staleness reported and small), polling.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let heard = text.lines().any(|l| {
+            l.starts_with("tessera_revocation_feed_staleness_seconds")
+                && l.split_whitespace()
+                    .last()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v < 5.0)
+        });
+        if heard {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat heard: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for metric in [
         "tessera_access_tokens_minted_total",
         "tessera_audit_events_total{event=\"session_created\"}",

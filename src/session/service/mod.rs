@@ -147,6 +147,18 @@ impl SessionService {
         self.audit.record(event).await;
     }
 
+    /// Records an audit event without making the caller wait for it: for answers whose timing
+    /// must not depend on what is recorded (a known user's failure also writes their own list).
+    pub fn audit_detached(&self, event: AuditEvent) {
+        let audit = self.audit.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { audit.record(event).await });
+            }
+            Err(_) => crate::audit::log(&event),
+        }
+    }
+
     /// The regions whose session ids this node accepts.
     pub fn regions(&self) -> &[Region] {
         &self.regions
