@@ -101,6 +101,9 @@ impl Application {
             retention_ms,
             clock.clone(),
         );
+        let revoked = Arc::new(std::sync::RwLock::new(
+            crate::revocation::RevokedSet::default(),
+        ));
         let directory_handle = crate::authn::directory::SharedDirectory::default();
         let service = SessionService::new(
             Arc::new(store),
@@ -115,10 +118,8 @@ impl Application {
         .with_feed(Arc::new(feed.clone()))
         .with_gate(Arc::new(directory_handle.clone()))
         .with_clock(clock.clone())
-        .with_successor_mac(kek.clone());
-        let revoked = Arc::new(std::sync::RwLock::new(
-            crate::revocation::RevokedSet::default(),
-        ));
+        .with_successor_mac(kek.clone())
+        .with_pushed_revocations(revoked.clone());
         let (feed_tx, _) = tokio::sync::broadcast::channel(4096);
         let redis_policy_ok = Arc::new(AtomicBool::new(true));
         let guard = SessionGuard::new(

@@ -97,6 +97,14 @@ impl RevokedSet {
     }
 }
 
+impl crate::session::ports::PushedRevocations for std::sync::RwLock<RevokedSet> {
+    fn is_revoked(&self, sid: &str, user: &str, version: u64, now: UnixMillis) -> bool {
+        self.read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_revoked(sid, user, version, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

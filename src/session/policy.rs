@@ -9,6 +9,10 @@ pub struct SessionPolicy {
     pub idle_timeout_ms: i64,
     /// A session dies this long after creation, however active.
     pub absolute_timeout_ms: i64,
+    /// Renew at least this often (ms), whatever the idle window: a renewal is where Redis
+    /// checks the session against its user's current credential version, and between renewals
+    /// the pushed revocations (kept this long) stand in for that check.
+    pub recheck_ms: i64,
     /// Renew (write to Redis) only once this fraction of the idle window has passed since the
     /// last renewal, expressed as a divisor: 5 means "a fifth". Reads stay reads otherwise.
     pub renew_divisor: i64,
@@ -62,15 +66,15 @@ impl SessionPolicy {
         if now >= idle_expires_at || now >= expires_at {
             return Liveness::Expired;
         }
-        let threshold = self.idle_timeout_ms / self.renew_divisor.max(1);
+        let threshold = (self.idle_timeout_ms / self.renew_divisor.max(1)).min(self.recheck_ms);
         if now - last_seen < threshold {
             return Liveness::Live;
         }
-        let idle = (now + self.idle_timeout_ms).min(expires_at);
-        if idle <= idle_expires_at {
-            // Capped by the absolute deadline already: nothing to extend.
-            return Liveness::Live;
-        }
+        // Near the absolute deadline there may be nothing to extend; it renews all the same
+        // (the deadline never moves back), because the renewal is also the Redis-side check.
+        let idle = (now + self.idle_timeout_ms)
+            .min(expires_at)
+            .max(idle_expires_at);
         Liveness::Renew {
             idle_expires_at: idle,
             ttl_ms: self.ttl_ms(now, idle, expires_at),
@@ -90,6 +94,7 @@ mod tests {
             idle_timeout_ms: 30 * MIN,
             absolute_timeout_ms: 24 * 60 * MIN,
             renew_divisor: 5,
+            recheck_ms: i64::MAX,
         }
     }
 
@@ -123,6 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn a_session_is_renewed_at_least_every_recheck_period_whatever_its_idle_window() {
+        let p = SessionPolicy {
+            idle_timeout_ms: 7 * 24 * 60 * MIN,
+            recheck_ms: 15 * MIN,
+            ..policy()
+        };
+        assert_eq!(
+            p.check(14 * MIN, 0, 7 * 24 * 60 * MIN, 30 * 24 * 60 * MIN),
+            Liveness::Live
+        );
+        assert!(matches!(
+            p.check(15 * MIN, 0, 7 * 24 * 60 * MIN, 30 * 24 * 60 * MIN),
+            Liveness::Renew { .. }
+        ));
+    }
+
+    #[test]
     fn renewal_never_passes_the_absolute_deadline() {
         let p = policy();
         let abs = 24 * 60 * MIN;
@@ -136,8 +158,15 @@ mod tests {
             }
             other => panic!("expected renewal, got {other:?}"),
         }
-        // Already capped: nothing to write.
-        assert_eq!(p.check(abs - MIN, abs - 10 * MIN, abs, abs), Liveness::Live);
+        // Already capped: it still renews, because a renewal is also the Redis-side check of
+        // the session's credential version; the deadline stays where it is.
+        assert_eq!(
+            p.check(abs - MIN, abs - 10 * MIN, abs, abs),
+            Liveness::Renew {
+                idle_expires_at: abs,
+                ttl_ms: MIN
+            }
+        );
     }
 
     proptest! {

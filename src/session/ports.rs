@@ -180,6 +180,22 @@ pub trait SessionStore: Send + Sync {
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
 }
 
+/// The revocations pushed to this node (the feed): what the session service checks a loaded
+/// session against on every use, in memory, between the Redis-side checks of its renewals.
+pub trait PushedRevocations: Send + Sync {
+    /// True when `sid` was revoked, or `user`'s versions below `version`'s successor were.
+    fn is_revoked(&self, sid: &str, user: &str, version: u64, now: UnixMillis) -> bool;
+}
+
+/// Knows of no pushed revocation (processes that do not follow the feed).
+pub struct NoPushedRevocations;
+
+impl PushedRevocations for NoPushedRevocations {
+    fn is_revoked(&self, _: &str, _: &str, _: u64, _: UnixMillis) -> bool {
+        false
+    }
+}
+
 /// Derives a refresh token's successor (HMAC-SHA256 under a server key: the KEK's refresh
 /// subkey), so Redis never holds more than hashes and only the server can walk a chain.
 pub trait SuccessorMac: Send + Sync {

@@ -41,6 +41,7 @@ fn service(clock: &TestClock) -> SessionService {
             idle_timeout_ms: 600_000,
             absolute_timeout_ms: 3_600_000,
             renew_divisor: 5,
+            recheck_ms: 900_000,
         },
         LimitPolicy {
             max_sessions: 5,

@@ -173,9 +173,7 @@ impl SessionStore for MemoryStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let d = self.data();
-        Ok(d.live(id.as_str(), self.clock.now_ms())
-            .filter(|r| r.credential_version >= d.version(&r.user_id))
-            .cloned())
+        Ok(d.live(id.as_str(), self.clock.now_ms()).cloned())
     }
 
     async fn renew(
@@ -189,6 +187,16 @@ impl SessionStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut d = self.data();
         let wall = self.clock.now_ms();
+        let current = d.version(user);
+        let stale = d
+            .sessions
+            .get(id.as_str())
+            .is_some_and(|(r, _)| r.credential_version < current);
+        if stale {
+            d.sessions.remove(id.as_str());
+            d.unindex(user, id.as_str());
+            return Ok(false);
+        }
         let Some((record, expires)) = d
             .sessions
             .get_mut(id.as_str())

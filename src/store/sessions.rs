@@ -31,7 +31,6 @@ static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/refresh.lua")));
 static REVOKE_REFRESH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_refresh.lua")));
-static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// Sessions of one region's Redis.
@@ -166,19 +165,12 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let found: Option<(String, String)> = LOAD
-            .key(self.keys.session(id))
-            .arg(self.keys.credential_version_prefix(id.tag()))
-            .invoke_async(&mut self.conn())
+        let raw: Option<String> = self
+            .conn()
+            .get(self.keys.session(id))
             .await
             .map_err(store_error)?;
-        let Some((raw, checked_user)) = found else {
-            return Ok(None);
-        };
-        let record = Self::decode(&raw)?;
-        // The version check ran for the user the script found; a record that decodes to
-        // another user was not checked, and is not trusted.
-        Ok((record.user_id.as_str() == checked_user).then_some(record))
+        raw.as_deref().map(Self::decode).transpose()
     }
 
     async fn renew(
@@ -193,6 +185,7 @@ impl SessionStore for RedisSessionStore {
         let done: i64 = RENEW
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
+            .key(self.keys.credential_version(user))
             .arg(secret_hash.to_base64())
             .arg(now)
             .arg(idle_expires_at)

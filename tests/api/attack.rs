@@ -65,7 +65,12 @@ async fn disabling_a_user_after_an_erasure_ends_their_new_session_and_its_tokens
         .await
         .unwrap();
     assert_eq!(erased.status(), 200);
-    assert_eq!(app.get_session_with_cookie(&first).await.status(), 401);
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_cookie(&first).await.status().as_u16()
+        })
+        .await
+    );
 
     // Erasure dropped the fingerprint; alice logs in again and gets tokens that work at once
     // (the erasure used to refuse her new tokens for ~16 minutes).
@@ -723,7 +728,14 @@ async fn revoke_all_ends_sessions_even_when_the_user_index_is_gone() {
         .await
         .unwrap();
     assert_eq!(done["revoked"], 0, "the index listed nothing");
-    assert_eq!(app.get_session_with_cookie(&cookie).await.status(), 401);
+    // The pushed revocation reaches the node's memory at once (the follower), and the session
+    // dies on its next use.
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_cookie(&cookie).await.status().as_u16()
+        })
+        .await
+    );
     assert_eq!(app.mint(&cookie, None).await.status(), 401);
     let refresh = native["refresh_token"].as_str().unwrap();
     assert_eq!(
@@ -901,6 +913,33 @@ async fn erasing_a_user_ends_sessions_the_index_lost() {
         .await
         .unwrap();
     assert_eq!(erased.status(), 200);
+    assert!(
+        eventually(401, || async {
+            app.get_session_with_bearer(&orphan.token)
+                .await
+                .status()
+                .as_u16()
+        })
+        .await
+    );
+    assert_eq!(app.mint(&orphan.token, None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn after_the_pushed_revocation_expires_the_renewal_still_ends_a_session_the_index_lost() {
+    let (redis, app) = app_with_users(|_| {}).await;
+    let orphan = app.create_session("ext-late").await;
+    let tag = tessera::session::UserId::parse("ext-late").unwrap().tag();
+    let index = format!("{}:u:{{{tag}}}:ext-late", app.settings.key_prefix);
+    let _: i64 = redis::Commands::del(&mut redis.conn(), &index).unwrap();
+    let done = app
+        .admin_post("/admin/users/ext-late/revoke-all", &json!({}))
+        .await;
+    assert_eq!(done.status(), 200);
+    // Long after: every node has forgotten the pushed minimum (it lives as long as a token
+    // can), so only Redis remembers. The session's first use since then must renew, and the
+    // renewal compares its stamp with the user's version in Redis.
+    app.clock.advance(Duration::from_secs(17 * 60));
     assert_eq!(
         app.get_session_with_bearer(&orphan.token).await.status(),
         401

@@ -1,12 +1,20 @@
--- Move a session's idle deadline, only if it still exists with the expected secret hash.
--- Never creates anything: a session deleted meanwhile stays deleted.
--- KEYS[1] session key, KEYS[2] user index
+-- Move a session's idle deadline, only if it still exists with the expected secret hash and
+-- is not stamped below its user's current credential version. Never creates anything: a
+-- session deleted meanwhile stays deleted. This is the Redis-side version check every session
+-- gets at least once per pushed-revocation lifetime (`SessionPolicy::recheck_ms`): a revoke-all
+-- whose index did not list this session still ends it here.
+-- KEYS[1] session key, KEYS[2] user index, KEYS[3] the user's credential version
 -- ARGV[1] expected secret hash, ARGV[2] now ms, ARGV[3] new idle deadline ms, ARGV[4] ttl ms,
 -- ARGV[5] session id
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec = cjson.decode(raw)
 if rec.sh ~= ARGV[1] then return 0 end
+if tonumber(rec.cv or 0) < tonumber(redis.call('GET', KEYS[3]) or '0') then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  return 0
+end
 rec.ls = tonumber(ARGV[2])
 rec.ie = tonumber(ARGV[3])
 -- cjson escapes '/' as '\/'; undo it (a literal backslash is encoded as '\\', so only
