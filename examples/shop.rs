@@ -72,9 +72,10 @@ async fn main() -> anyhow::Result<()> {
         },
     );
     // An admin key with the `revocations` scope (SHOP_REVOCATIONS_KEY, else the all-scopes key).
-    config.api_key = std::env::var("SHOP_REVOCATIONS_KEY")
-        .ok()
-        .or(settings.admin_api_key.clone());
+    config.api_key = std::env::var("SHOP_REVOCATIONS_KEY").ok().or(settings
+        .admin_api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned()));
     config.revocations_url = Some(format!("{admin}/admin/revocations"));
     let verifier = web::Data::new(Verifier::start(config).await?);
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into());

@@ -49,7 +49,11 @@ impl Application {
         store::health::check_policy(&policy)?;
 
         let layout = KeyLayout::new(settings.key_prefix.clone());
-        let (kek, kek_created) = Kek::load(settings.kek.as_deref(), &settings.keys_dir, true)?;
+        let (kek, kek_created) = Kek::load(
+            settings.kek.as_ref().map(|k| k.expose()),
+            &settings.keys_dir,
+            true,
+        )?;
         let (ring, created) = store::keyring::load_or_create(
             &redis.pool,
             &layout,
@@ -97,7 +101,7 @@ impl Application {
             redis.manager.clone(),
             redis.client.clone(),
             layout.clone(),
-            &settings.region,
+            settings.region.as_str(),
             retention_ms,
             clock.clone(),
         );

@@ -9,6 +9,63 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A secret setting: `Debug` and serialization (`tessera config check`) never show it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// `trusted_proxies`: CIDRs, or bare addresses meaning one host, read straight into `IpNet`.
+mod proxy_nets {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(raw: &str) -> Result<ipnet::IpNet, String> {
+        raw.parse::<ipnet::IpNet>()
+            .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("trusted_proxies: '{raw}' is not a CIDR or IP address"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|raw| parse(raw).map_err(serde::de::Error::custom))
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(nets: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(nets.iter().map(|n| n.to_string()))
+    }
+}
+
 /// One named admin API key (config file only).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +75,7 @@ pub struct AdminKeyConfig {
     /// SHA-256 of the key, hex.
     pub sha256: String,
     /// Any of `sessions`, `introspect`, `revoke`, `revocations`, `keys`, `audit`.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<crate::scope::Scope>,
     /// After this instant (RFC 3339) the key is refused; lets old and new keys overlap.
     #[serde(default)]
     pub expires_at: Option<String>,
@@ -41,7 +98,7 @@ pub struct Settings {
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub key_prefix: String,
     /// The all-scopes admin API key (at least 32 characters), audited as `admin-key:admin`.
-    pub admin_api_key: Option<String>,
+    pub admin_api_key: Option<Secret>,
     /// Named, scoped admin keys, stored as SHA-256 hex digests (`tessera keys generate-api-key`).
     pub admin_keys: Vec<AdminKeyConfig>,
     /// `iss` of minted tokens.
@@ -50,7 +107,7 @@ pub struct Settings {
     pub audience: String,
     /// Further audiences clients may ask for (allow-list).
     pub audiences: Vec<String>,
-    pub signing_alg: String,
+    pub signing_alg: SigningAlg,
     /// Access-token lifetime; at most 900 (15 minutes).
     pub token_lifetime_secs: i64,
     /// Clock skew tolerated when validating tokens; at most 60.
@@ -58,11 +115,11 @@ pub struct Settings {
     /// Directory holding the key-encryption key file `kek` (created on first start if missing).
     pub keys_dir: PathBuf,
     /// The key-encryption key itself (base64url, 32 bytes); overrides `keys_dir/kek`.
-    pub kek: Option<String>,
+    pub kek: Option<Secret>,
     /// This node's home region: new sessions live there.
-    pub region: String,
+    pub region: Region,
     /// Every region whose session ids this node accepts (defaults to the home region).
-    pub regions: Vec<String>,
+    pub regions: Vec<Region>,
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
     pub max_sessions_per_user: u32,
@@ -88,7 +145,8 @@ pub struct Settings {
     /// How often the users file is checked for changes.
     pub users_reload_secs: u64,
     /// Proxies (CIDRs) whose `X-Forwarded-For` is believed; everyone else's is ignored.
-    pub trusted_proxies: Vec<String>,
+    #[serde(with = "proxy_nets")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Password hashes computed at once; more wait up to `argon2_queue_ms`, then get 503.
     pub argon2_concurrency: usize,
     pub argon2_queue_ms: u64,
@@ -153,12 +211,12 @@ impl Default for Settings {
             issuer: "http://localhost:8080".into(),
             audience: "api".into(),
             audiences: Vec::new(),
-            signing_alg: "ES256".into(),
+            signing_alg: SigningAlg::Es256,
             token_lifetime_secs: 300,
             token_leeway_secs: 5,
             keys_dir: PathBuf::from(".tessera/keys"),
             kek: None,
-            region: "local".into(),
+            region: Region::parse("local").expect("a valid region name"),
             regions: Vec::new(),
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 24 * 60 * 60,
@@ -252,7 +310,7 @@ impl Settings {
             return Err(bad("redis_url", "must start with redis:// or rediss://"));
         }
         if let Some(key) = &self.admin_api_key {
-            if key.len() < 32 {
+            if key.expose().len() < 32 {
                 return Err(bad(
                     "admin_api_key",
                     "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
@@ -273,13 +331,6 @@ impl Settings {
                     "sha256 must be 64 hex digits (`tessera keys generate-api-key`)",
                 ));
             }
-            if let Some(s) = key
-                .scopes
-                .iter()
-                .find(|s| crate::scope::Scope::parse(s).is_none())
-            {
-                return Err(bad(&field, format!("unknown scope '{s}'")));
-            }
             if let Some(at) = &key.expires_at {
                 time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
                     .map_err(|_| {
@@ -289,9 +340,6 @@ impl Settings {
                         )
                     })?;
             }
-        }
-        if SigningAlg::parse(&self.signing_alg).is_none() {
-            return Err(bad("signing_alg", "must be ES256 or EdDSA"));
         }
         if !(0..=60).contains(&self.refresh_grace_secs) {
             return Err(bad(
@@ -328,12 +376,6 @@ impl Settings {
         if self.audience.is_empty() {
             return Err(bad("audience", "must not be empty"));
         }
-        Region::parse(&self.region)
-            .map_err(|_| bad("region", "must be 1-32 characters of a-z, 0-9 and '-'"))?;
-        for r in &self.regions {
-            Region::parse(r)
-                .map_err(|_| bad("regions", format!("'{r}' is not a valid region name")))?;
-        }
         if !self.regions.is_empty() && !self.regions.contains(&self.region) {
             return Err(bad("regions", "must include the home region `region`"));
         }
@@ -361,16 +403,6 @@ impl Settings {
                 "must be non-empty, without braces or spaces",
             ));
         }
-        for cidr in &self.trusted_proxies {
-            cidr.parse::<ipnet::IpNet>()
-                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    bad(
-                        "trusted_proxies",
-                        format!("'{cidr}' is not a CIDR or IP address"),
-                    )
-                })?;
-        }
         if self.argon2_concurrency == 0 {
             return Err(bad("argon2_concurrency", "must be at least 1"));
         }
@@ -395,14 +427,7 @@ impl Settings {
     }
 
     pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
-        self.trusted_proxies
-            .iter()
-            .filter_map(|c| {
-                c.parse::<ipnet::IpNet>()
-                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .ok()
-            })
-            .collect()
+        self.trusted_proxies.clone()
     }
 
     pub fn anomaly_rules(&self) -> crate::session::device::AnomalyRules {
@@ -438,17 +463,14 @@ impl Settings {
     }
 
     pub fn home_region(&self) -> Region {
-        Region::parse(&self.region).expect("validated")
+        self.region.clone()
     }
 
     pub fn known_regions(&self) -> Vec<Region> {
         if self.regions.is_empty() {
             vec![self.home_region()]
         } else {
-            self.regions
-                .iter()
-                .map(|r| Region::parse(r).expect("validated"))
-                .collect()
+            self.regions.clone()
         }
     }
 
@@ -477,7 +499,7 @@ impl Settings {
     }
 
     pub fn signing(&self) -> SigningAlg {
-        SigningAlg::parse(&self.signing_alg).expect("validated")
+        self.signing_alg
     }
 
     pub fn issuer_settings(&self) -> IssuerSettings {
@@ -506,15 +528,10 @@ impl Settings {
         }
     }
 
-    /// The settings as TOML with secrets replaced, for `tessera config check`.
+    /// The settings with secrets replaced (they serialize as `<redacted>`), for
+    /// `tessera config check`.
     pub fn redacted(&self) -> String {
         let mut copy = self.clone();
-        if copy.admin_api_key.is_some() {
-            copy.admin_api_key = Some("<redacted>".into());
-        }
-        if copy.kek.is_some() {
-            copy.kek = Some("<redacted>".into());
-        }
         copy.redis_url = crate::store::connection::redact_url(&copy.redis_url);
         serde_json::to_string_pretty(&copy).unwrap_or_default()
     }
@@ -550,8 +567,8 @@ mod tests {
             .contains("admin_api_key"));
 
         let s = Settings {
-            regions: vec!["eu".into()],
-            region: "us".into(),
+            regions: vec![Region::parse("eu").unwrap()],
+            region: Region::parse("us").unwrap(),
             ..Settings::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("regions"));
@@ -560,7 +577,7 @@ mod tests {
     #[test]
     fn redacted_view_hides_secrets() {
         let s = Settings {
-            admin_api_key: Some("k".repeat(40)),
+            admin_api_key: Some("k".repeat(40).into()),
             kek: Some("secret-kek".into()),
             redis_url: "redis://:pw@host:6379".into(),
             ..Settings::default()
@@ -569,5 +586,32 @@ mod tests {
         assert!(!text.contains(&"k".repeat(40)));
         assert!(!text.contains("secret-kek"));
         assert!(!text.contains(":pw@"));
+        assert!(
+            !format!("{s:?}").contains("secret-kek"),
+            "Debug hides secrets too"
+        );
+    }
+
+    #[test]
+    fn typed_settings_refuse_bad_values_while_reading_and_name_them() {
+        for (line, needle) in [
+            ("region = \"EU!\"", "region name"),
+            (
+                "trusted_proxies = [\"10.0.0.0/8\", \"not-an-ip\"]",
+                "trusted_proxies",
+            ),
+            ("signing_alg = \"HS256\"", "HS256"),
+            (
+                "[[admin_keys]]\nname = \"x\"\nsha256 = \"00\"\nscopes = [\"root\"]",
+                "root",
+            ),
+        ] {
+            let path =
+                std::env::temp_dir().join(format!("tessera-typed-{}.toml", uuid::Uuid::new_v4()));
+            std::fs::write(&path, format!("{line}\n")).unwrap();
+            let err = format!("{:#}", Settings::load(Some(&path)).unwrap_err());
+            let _ = std::fs::remove_file(&path);
+            assert!(err.contains(needle), "{line}: {err}");
+        }
     }
 }

@@ -234,8 +234,11 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let redis = tessera::store::RedisConnections::connect(&settings.redis()).await?;
-        let (kek, _) =
-            tessera::token::Kek::load(settings.kek.as_deref(), &settings.keys_dir, false)?;
+        let (kek, _) = tessera::token::Kek::load(
+            settings.kek.as_ref().map(|k| k.expose()),
+            &settings.keys_dir,
+            false,
+        )?;
         let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
         let now = tessera::clock::Clock::now_ms(&tessera::clock::SystemClock);
         let ring = tessera::store::keyring::rotate(

@@ -65,8 +65,25 @@ impl fmt::Display for UserId {
 }
 
 /// A region name: 1–32 characters of `[a-z0-9-]`, so it can sit between `_` separators.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Settings deserialize straight into it (an invalid name is refused while reading them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Region(String);
+
+impl TryFrom<String> for Region {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Region::parse(&raw).map_err(|_| {
+            format!("'{raw}' is not a region name (1-32 characters of a-z, 0-9 and '-')")
+        })
+    }
+}
+
+impl From<Region> for String {
+    fn from(r: Region) -> String {
+        r.0
+    }
+}
 
 impl Region {
     pub fn parse(raw: &str) -> Result<Self, IdError> {

@@ -520,7 +520,7 @@ async fn a_key_without_the_scope_gets_403_before_its_body_is_judged() {
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
             audit_only.as_bytes(),
         )),
-        scopes: vec!["audit".into()],
+        scopes: vec![tessera::scope::Scope::parse("audit").unwrap()],
         expires_at: None,
     }];
     let app = spawn_app_with(settings).await;

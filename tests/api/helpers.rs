@@ -188,8 +188,11 @@ pub fn test_settings(redis: &RedisServer) -> Settings {
         audience: "api".into(),
         audiences: vec!["billing".into()],
         keys_dir: std::env::temp_dir().join(random_name("tessera-keys-")),
-        region: "eu".into(),
-        regions: vec!["eu".into(), "us".into()],
+        region: tessera::session::Region::parse("eu").unwrap(),
+        regions: vec![
+            tessera::session::Region::parse("eu").unwrap(),
+            tessera::session::Region::parse("us").unwrap(),
+        ],
         workers: Some(1),
         log_format: "pretty".into(),
         ..Settings::default()
@@ -576,7 +579,7 @@ pub async fn app_with_users_on(
     let mut settings = test_settings(&redis);
     settings.users_file = Some(crate::users::write_users_file());
     settings.users_reload_secs = 1;
-    settings.trusted_proxies = vec!["127.0.0.1/32".into()];
+    settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     tweak(&mut settings);
     let app = spawn_app_with(settings).await;
     (redis, app)

@@ -263,13 +263,13 @@ async fn scoped_admin_keys_are_limited_to_their_scopes_and_expire() {
         AdminKeyConfig {
             name: "siem".into(),
             sha256: hash(auditor_key),
-            scopes: vec!["audit".into()],
+            scopes: vec![tessera::scope::Scope::parse("audit").unwrap()],
             expires_at: None,
         },
         AdminKeyConfig {
             name: "old-backend".into(),
             sha256: hash(old_key),
-            scopes: vec!["sessions".into()],
+            scopes: vec![tessera::scope::Scope::parse("sessions").unwrap()],
             expires_at: Some("2020-01-01T00:00:00Z".into()),
         },
     ];
@@ -310,7 +310,7 @@ async fn a_bad_admin_key_config_is_refused_with_its_name() {
     settings.admin_keys = vec![AdminKeyConfig {
         name: "ci".into(),
         sha256: "abc".into(),
-        scopes: vec!["sessions".into()],
+        scopes: vec![tessera::scope::Scope::parse("sessions").unwrap()],
         expires_at: None,
     }];
     let err = tessera::Application::build(settings).await.err().unwrap();

@@ -182,7 +182,7 @@ async fn editing_the_users_file_ends_that_users_sessions() {
 async fn the_ip_limit_answers_429_with_retry_after_and_trusts_only_configured_proxies() {
     let (_redis, app) = app_with_users(|s| {
         s.login_ip_limit = 3;
-        s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let attempt = |ip: &'static str| {

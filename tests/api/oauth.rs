@@ -113,7 +113,7 @@ async fn scopes_guard_the_oauth_endpoints() {
     settings.admin_keys = vec![tessera::config::AdminKeyConfig {
         name: "gateway".into(),
         sha256: hex::encode(sha2::Sha256::digest(key.as_bytes())),
-        scopes: vec!["introspect".into()],
+        scopes: vec![tessera::scope::Scope::parse("introspect").unwrap()],
         expires_at: None,
     }];
     let app = spawn_app_with(settings).await;

@@ -110,7 +110,7 @@ async fn a_minted_token_verifies_with_an_independent_jwt_library_from_the_jwks_a
 async fn eddsa_can_be_selected() {
     let redis = RedisServer::shared();
     let settings = tessera::Settings {
-        signing_alg: "EdDSA".into(),
+        signing_alg: tessera::token::SigningAlg::EdDsa,
         ..test_settings(&redis)
     };
     let app = spawn_app_with(settings).await;

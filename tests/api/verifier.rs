@@ -149,7 +149,7 @@ async fn the_verifier_needs_the_revocations_scope() {
     settings.admin_keys = vec![tessera::config::AdminKeyConfig {
         name: "wrong".into(),
         sha256: hex::encode(sha2::Sha256::digest(audit_only.as_bytes())),
-        scopes: vec!["audit".into()],
+        scopes: vec![tessera::scope::Scope::parse("audit").unwrap()],
         expires_at: None,
     }];
     let app = spawn_app_with(settings).await;

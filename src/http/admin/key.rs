@@ -30,7 +30,7 @@ impl AdminKeyEntry {
         if let Some(key) = &settings.admin_api_key {
             keys.push(Self {
                 name: "admin".into(),
-                sha256: Sha256::digest(key.as_bytes()).into(),
+                sha256: Sha256::digest(key.expose().as_bytes()).into(),
                 scopes: Scope::ALL.to_vec(),
                 expires_at: None,
             });
@@ -43,7 +43,7 @@ impl AdminKeyEntry {
             keys.push(Self {
                 name: k.name.clone(),
                 sha256,
-                scopes: k.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+                scopes: k.scopes.clone(),
                 expires_at: k.expires_at.as_deref().and_then(|t| {
                     time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                         .ok()
