@@ -11,7 +11,8 @@
 -- Every token of the user dies: the pushed minimum is max(version + 1, now) on Redis's clock.
 -- The version key stays, holding that minimum, only as long as a session could live: a session
 -- the index lost (so not deleted here) is stamped below it and refused on every use
--- (load.lua). A session created afterwards carries it, so its tokens work at once.
+-- (pushed minimum in memory, then renew.lua). A session created afterwards carries it, so its
+-- tokens work at once.
 -- Credential versions are stamped with Redis's own clock (one clock for every node that
 -- touches this user, so no node's skew can order them wrongly).
 local function redis_ms()
