@@ -123,7 +123,10 @@ impl Application {
         .with_gate(Arc::new(directory_handle.clone()))
         .with_clock(clock.clone())
         .with_successor_mac(kek.clone())
-        .with_pushed_revocations(revoked.clone());
+        .with_pushed_revocations(Arc::new(crate::revocation::FollowedFeed {
+            set: revoked.clone(),
+            max_staleness_ms: settings.revocation_max_staleness_secs as i64 * 1000,
+        }));
         let (feed_tx, _) = tokio::sync::broadcast::channel(4096);
         let redis_policy_ok = Arc::new(AtomicBool::new(true));
         let guard = SessionGuard::new(

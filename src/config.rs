@@ -486,8 +486,9 @@ impl Settings {
             idle_timeout_ms: self.idle_timeout_secs * 1000,
             absolute_timeout_ms: self.absolute_timeout_secs * 1000,
             renew_divisor: 5,
-            // As long as a pushed revocation lives (see `SessionService::authenticate`).
-            recheck_ms: (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs) * 1000,
+            // Half as long as a pushed revocation lives (see `SessionService::authenticate`): the
+            // other half is the margin for clocks that disagree between nodes.
+            recheck_ms: (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs) * 500,
         }
     }
 

@@ -97,11 +97,24 @@ impl RevokedSet {
     }
 }
 
-impl crate::session::ports::PushedRevocations for std::sync::RwLock<RevokedSet> {
+/// This node's view of the feed, as the session service consults it.
+pub struct FollowedFeed {
+    pub set: std::sync::Arc<std::sync::RwLock<RevokedSet>>,
+    /// Longer than this without an entry or heartbeat, the view is stale.
+    pub max_staleness_ms: i64,
+}
+
+impl crate::session::ports::PushedRevocations for FollowedFeed {
     fn is_revoked(&self, sid: &str, user: &str, version: u64, now: UnixMillis) -> bool {
-        self.read()
+        self.set
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_revoked(sid, user, version, now)
+    }
+
+    fn is_fresh(&self, now: UnixMillis) -> bool {
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
+        set.staleness(now) <= self.max_staleness_ms
     }
 }
 

@@ -55,6 +55,17 @@ impl SessionPolicy {
         (idle.min(absolute) - now).max(1)
     }
 
+    /// `check`, but a live session renews now whatever its last renewal: used while this node
+    /// cannot vouch for its pushed revocations (a stale feed), so Redis checks every use.
+    pub fn check_in_redis(
+        &self,
+        now: UnixMillis,
+        idle_expires_at: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Liveness {
+        self.check(now, i64::MIN / 2, idle_expires_at, expires_at)
+    }
+
     /// Judges a session last renewed at `last_seen` with the given deadlines.
     pub fn check(
         &self,

@@ -185,6 +185,11 @@ pub trait SessionStore: Send + Sync {
 pub trait PushedRevocations: Send + Sync {
     /// True when `sid` was revoked, or `user`'s versions below `version`'s successor were.
     fn is_revoked(&self, sid: &str, user: &str, version: u64, now: UnixMillis) -> bool;
+    /// False while the feed is stale: then nothing pushed can be relied on, and every use of a
+    /// session is checked in Redis instead.
+    fn is_fresh(&self, _now: UnixMillis) -> bool {
+        true
+    }
 }
 
 /// Knows of no pushed revocation (processes that do not follow the feed).

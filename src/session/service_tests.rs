@@ -226,3 +226,49 @@ async fn revoke_all_ends_every_session_of_the_user() {
         assert!(svc.authenticate(token, clock.now_ms()).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn a_last_seen_written_by_a_fast_clock_delays_the_redis_check_by_at_most_the_margin() {
+    let clock = TestClock::at(T0);
+    let store = Arc::new(MemoryStore::new(clock.shared()));
+    let svc = SessionService::new(
+        store.clone(),
+        Arc::new(NoTokens),
+        SessionPolicy {
+            idle_timeout_ms: 3_600_000,
+            absolute_timeout_ms: 86_400_000,
+            renew_divisor: 5,
+            // Half of a pushed revocation's life (905 s), as `Settings::session_policy` sets it.
+            recheck_ms: 452_500,
+        },
+        LimitPolicy {
+            max_sessions: 5,
+            on_limit: OnLimit::Evict,
+        },
+        Region::parse("eu").unwrap(),
+        vec![Region::parse("eu").unwrap()],
+        Arc::new(LogOnly),
+    )
+    .with_clock(clock.shared());
+    // The session is created by a node whose clock runs 5 minutes fast.
+    let fast = T0 + 300_000;
+    let (_, token) = svc
+        .create(new_session(None), &Actor::system(), fast)
+        .await
+        .unwrap();
+    // Its user's version moves without the index finding it (nothing pushed reaches this node).
+    let user = UserId::parse("alice").unwrap();
+    store.lose_index(&user);
+    assert_eq!(
+        store.revoke_all(&user).await.unwrap(),
+        0,
+        "the index listed nothing"
+    );
+    // 905 s later by a correct clock the pushed revocation would have lapsed; the Redis-side
+    // check has already been due for a while.
+    clock.set(T0 + 905_000);
+    assert!(matches!(
+        svc.authenticate(&token, clock.now_ms()).await,
+        Err(AuthError::NoSession)
+    ));
+}

@@ -42,6 +42,12 @@ impl MemoryStore {
         }
     }
 
+    /// Fault injection for tests: the user's index is lost (as an operator's `DEL` or a partial
+    /// data loss would lose it in Redis), while the sessions stay.
+    pub fn lose_index(&self, user: &UserId) {
+        self.data().index.remove(user.as_str());
+    }
+
     fn data(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }

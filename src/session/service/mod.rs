@@ -313,12 +313,22 @@ impl SessionService {
             id: token.id().clone(),
             record,
         };
-        match self.policy.for_idle(session.record.idle_timeout_ms).check(
-            now,
-            session.record.last_seen_at,
-            session.record.idle_expires_at,
-            session.record.expires_at,
-        ) {
+        let policy = self.policy.for_idle(session.record.idle_timeout_ms);
+        let liveness = if self.pushed.is_fresh(now) {
+            policy.check(
+                now,
+                session.record.last_seen_at,
+                session.record.idle_expires_at,
+                session.record.expires_at,
+            )
+        } else {
+            policy.check_in_redis(
+                now,
+                session.record.idle_expires_at,
+                session.record.expires_at,
+            )
+        };
+        match liveness {
             Liveness::Expired => Err(AuthError::NoSession),
             Liveness::Live => Ok(session),
             Liveness::Renew {
