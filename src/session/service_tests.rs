@@ -34,15 +34,20 @@ impl SuccessorMac for Sha {
 }
 
 fn service(clock: &TestClock) -> SessionService {
+    let policy = SessionPolicy {
+        idle_timeout_ms: 600_000,
+        absolute_timeout_ms: 3_600_000,
+        renew_divisor: 5,
+        recheck_ms: 900_000,
+    };
+    service_on(Arc::new(MemoryStore::new(clock.shared())), policy, clock)
+}
+
+fn service_on(store: Arc<MemoryStore>, policy: SessionPolicy, clock: &TestClock) -> SessionService {
     SessionService::new(
-        Arc::new(MemoryStore::new(clock.shared())),
+        store,
         Arc::new(NoTokens),
-        SessionPolicy {
-            idle_timeout_ms: 600_000,
-            absolute_timeout_ms: 3_600_000,
-            renew_divisor: 5,
-            recheck_ms: 900_000,
-        },
+        policy,
         LimitPolicy {
             max_sessions: 5,
             on_limit: OnLimit::Evict,
@@ -231,25 +236,14 @@ async fn revoke_all_ends_every_session_of_the_user() {
 async fn a_last_seen_written_by_a_fast_clock_delays_the_redis_check_by_at_most_the_margin() {
     let clock = TestClock::at(T0);
     let store = Arc::new(MemoryStore::new(clock.shared()));
-    let svc = SessionService::new(
-        store.clone(),
-        Arc::new(NoTokens),
-        SessionPolicy {
-            idle_timeout_ms: 3_600_000,
-            absolute_timeout_ms: 86_400_000,
-            renew_divisor: 5,
-            // Half of a pushed revocation's life (905 s), as `Settings::session_policy` sets it.
-            recheck_ms: 452_500,
-        },
-        LimitPolicy {
-            max_sessions: 5,
-            on_limit: OnLimit::Evict,
-        },
-        Region::parse("eu").unwrap(),
-        vec![Region::parse("eu").unwrap()],
-        Arc::new(LogOnly),
-    )
-    .with_clock(clock.shared());
+    let policy = SessionPolicy {
+        idle_timeout_ms: 3_600_000,
+        absolute_timeout_ms: 86_400_000,
+        renew_divisor: 5,
+        // Half of a pushed revocation's life (905 s), as `Settings::session_policy` sets it.
+        recheck_ms: 452_500,
+    };
+    let svc = service_on(store.clone(), policy, &clock);
     // The session is created by a node whose clock runs 5 minutes fast.
     let fast = T0 + 300_000;
     let (_, token) = svc
