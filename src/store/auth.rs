@@ -19,7 +19,6 @@ static TICKET_FAILURE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ticket_failure.lua")));
 static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/attempt.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
-static SYNC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
 
 /// Seconds a failure count is remembered after its last failure.
 const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
@@ -45,6 +44,26 @@ impl RedisAuthStore {
             revocation_ttl_ms,
             clock,
         }
+    }
+}
+
+impl RedisAuthStore {
+    /// Takes a reserved password guess back (`settle.lua`): `clear` the network's count (the
+    /// guess was right) or `decrement` it (never checked); the global count drops by one.
+    async fn settle_password(
+        &self,
+        username: &str,
+        network: &str,
+        mode: &str,
+    ) -> Result<(), StoreError> {
+        let _: i64 = SETTLE
+            .key(self.keys.password_failures(username, Some(network)))
+            .key(self.keys.password_failures(username, None))
+            .arg(mode)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
     }
 }
 
@@ -86,14 +105,7 @@ impl AuthStore for RedisAuthStore {
     }
 
     async fn password_was_right(&self, username: &str, network: &str) -> Result<(), StoreError> {
-        let _: i64 = SETTLE
-            .key(self.keys.password_failures(username, Some(network)))
-            .key(self.keys.password_failures(username, None))
-            .arg("clear")
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.settle_password(username, network, "clear").await
     }
 
     async fn password_guess_unchecked(
@@ -101,14 +113,7 @@ impl AuthStore for RedisAuthStore {
         username: &str,
         network: &str,
     ) -> Result<(), StoreError> {
-        let _: i64 = SETTLE
-            .key(self.keys.password_failures(username, Some(network)))
-            .key(self.keys.password_failures(username, None))
-            .arg("decrement")
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.settle_password(username, network, "decrement").await
     }
 
     async fn reserve_code_guess(
@@ -240,20 +245,15 @@ impl AuthStore for RedisAuthStore {
         fingerprint: &str,
     ) -> Result<FingerprintSync, StoreError> {
         let now = self.clock.now_ms();
-        let n: i64 = SYNC
-            .key(self.keys.credential_version(user))
-            .key(self.keys.user_index(user))
-            .key(self.keys.fingerprint(user))
-            .key(self.keys.outbox(&user.tag()))
-            .key(self.keys.totp_failures(user, false))
-            .key(self.keys.totp_failures(user, true))
-            .arg(self.keys.session_prefix(&user.tag()))
-            .arg(fingerprint)
-            .arg(user.as_str())
-            .arg(now + self.revocation_ttl_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
+        let n: i64 = super::sessions::revoke_all(
+            &self.keys,
+            user,
+            fingerprint,
+            now + self.revocation_ttl_ms,
+        )
+        .invoke_async(&mut self.conn.clone())
+        .await
+        .map_err(store_error)?;
         Ok(match n {
             -1 => FingerprintSync::Unchanged,
             -2 => FingerprintSync::FirstSight,

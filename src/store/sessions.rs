@@ -33,6 +33,28 @@ static REVOKE_REFRESH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_refresh.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
+/// The one call of `revoke_all.lua`: an unconditional revoke-all (`fingerprint` empty) or a
+/// users-file sync (`store::auth`), which share every key and argument but the fingerprint.
+pub(super) fn revoke_all(
+    keys: &KeyLayout,
+    user: &UserId,
+    fingerprint: &str,
+    until: i64,
+) -> redis::ScriptInvocation<'static> {
+    let mut call = REVOKE_ALL.prepare_invoke();
+    call.key(keys.credential_version(user))
+        .key(keys.user_index(user))
+        .key(keys.fingerprint(user))
+        .key(keys.outbox(&user.tag()))
+        .key(keys.totp_failures(user, false))
+        .key(keys.totp_failures(user, true))
+        .arg(keys.session_prefix(&user.tag()))
+        .arg(fingerprint)
+        .arg(user.as_str())
+        .arg(until);
+    call
+}
+
 /// Sessions of one region's Redis.
 #[derive(Clone)]
 pub struct RedisSessionStore {
@@ -243,18 +265,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {
-        let n: i64 = REVOKE_ALL
-            .key(self.keys.credential_version(user))
-            .key(self.keys.user_index(user))
-            .key(self.keys.fingerprint(user))
-            .key(self.keys.outbox(&user.tag()))
-            .key(self.keys.totp_failures(user, false))
-            .key(self.keys.totp_failures(user, true))
-            .arg(self.keys.session_prefix(&user.tag()))
-            .arg("")
-            .arg(user.as_str())
-            .arg(self.until())
-            .arg("")
+        let n: i64 = revoke_all(&self.keys, user, "", self.until())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
