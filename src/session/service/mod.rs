@@ -298,15 +298,7 @@ impl SessionService {
         if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
             return Err(AuthError::NoSession);
         }
-        if !self.gate.admits(user.as_str(), record.from_users_file)
-            || self.pushed.is_revoked(
-                token.id().as_str(),
-                user.as_str(),
-                record.credential_version,
-                now,
-            )
-        {
-            self.end_refused(token.id(), &user).await?;
+        if self.ended_if_refused(token.id(), &record, now).await? {
             return Err(AuthError::NoSession);
         }
         let mut session = Session {
@@ -388,17 +380,7 @@ impl SessionService {
         let Some(record) = self.store.load(id).await? else {
             return Ok(None);
         };
-        if !self
-            .gate
-            .admits(record.user_id.as_str(), record.from_users_file)
-            || self.pushed.is_revoked(
-                id.as_str(),
-                record.user_id.as_str(),
-                record.credential_version,
-                now,
-            )
-        {
-            self.end_refused(id, &record.user_id).await?;
+        if self.ended_if_refused(id, &record, now).await? {
             return Ok(None);
         }
         let live = !matches!(
@@ -416,15 +398,22 @@ impl SessionService {
         }))
     }
 
-    /// Ends a session whose user the users file no longer lets in (disabled, or gone from a
-    /// file that created it): refusing alone would let it live again if the file changed
-    /// back, and would leave its access tokens to expire on their own.
-    pub(crate) async fn end_refused(
+    /// Ends the loaded session `id` when the users file no longer lets its user in (disabled,
+    /// or gone from a file that created it) or a revocation pushed to this node covers it (a
+    /// revoke-all its index did not lead to). Ended, not merely refused: refusing alone would
+    /// let it live again if the file changed back. True when it was refused.
+    async fn ended_if_refused(
         &self,
         id: &SessionId,
-        user: &UserId,
-    ) -> Result<(), StoreError> {
-        if self.store.revoke(id, user).await? {
+        record: &SessionRecord,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let user = &record.user_id;
+        let refused = !self.gate.admits(user.as_str(), record.from_users_file)
+            || self
+                .pushed
+                .is_revoked(id.as_str(), user.as_str(), record.credential_version, now);
+        if refused && self.store.revoke(id, user).await? {
             self.feed.flush(id.tag()).await;
             self.audit(
                 AuditEvent::new("session_revoked", &Actor::system(), self.clock.now_ms())
@@ -434,7 +423,7 @@ impl SessionService {
             )
             .await;
         }
-        Ok(())
+        Ok(refused)
     }
 
     /// Ends every session of the user and bumps the credential version.

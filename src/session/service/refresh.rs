@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::session::ports::{RefreshOutcome, RefreshRequest, RefreshRevocation};
+use crate::session::SecretHash;
 
 /// How many rotations back a presented refresh secret is followed to prove it genuine. Each
 /// step is one HMAC and one SHA-256 (about a microsecond), so a made-up secret costs at most
@@ -46,41 +47,29 @@ impl SessionService {
                 default_idle_ms: self.policy.idle_timeout_ms,
             })
             .await?;
-        let ended_by_reuse = |user: String| async move {
-            self.feed.flush(presented.id().tag()).await;
-            self.audit(
-                AuditEvent::new("refresh_token_reused", &Actor::system(), now)
-                    .user(&user)
-                    .session(presented.id().as_str())
-                    .reason("a spent refresh token was presented again; session revoked"),
-            )
-            .await;
-            RefreshError::Reused
-        };
         let record = match outcome {
-            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record)
-                if self
-                    .gate
-                    .admits(record.user_id.as_str(), record.from_users_file) =>
-            {
-                *record
+            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
+            RefreshOutcome::Reused(user) => {
+                self.audit_reuse(presented, &user, now).await;
+                return Err(RefreshError::Reused);
             }
-            RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => {
-                self.end_refused(presented.id(), &record.user_id).await?;
-                return Err(RefreshError::Invalid);
-            }
-            RefreshOutcome::Reused(user) => return Err(ended_by_reuse(user).await),
             RefreshOutcome::Mismatch { current, user } => {
-                if !presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) {
-                    return Err(RefreshError::Invalid);
-                }
-                if !self.store.revoke(presented.id(), &user).await? {
-                    return Err(RefreshError::Invalid);
-                }
-                return Err(ended_by_reuse(user.as_str().to_owned()).await);
+                return Err(
+                    if self
+                        .end_if_reused(presented, &current, &user, &mac, now)
+                        .await?
+                    {
+                        RefreshError::Reused
+                    } else {
+                        RefreshError::Invalid
+                    },
+                );
             }
             RefreshOutcome::Unknown => return Err(RefreshError::Invalid),
         };
+        if self.ended_if_refused(presented.id(), &record, now).await? {
+            return Err(RefreshError::Invalid);
+        }
         Ok((
             Session {
                 id: presented.id().clone(),
@@ -104,34 +93,54 @@ impl SessionService {
             .store
             .revoke_by_refresh(presented.id(), &presented.hash())
             .await?;
-        let (user, reason) = match outcome {
-            RefreshRevocation::Revoked(user) => (user, "refresh token revoked by its client"),
-            RefreshRevocation::Mismatch { current, user }
-                if presented.is_earlier_generation_of(&current, &mac, MAX_REFRESH_GENERATIONS) =>
-            {
-                if !self.store.revoke(presented.id(), &user).await? {
-                    return Ok(false);
-                }
-                (
-                    user,
-                    "a spent refresh token was presented again; session revoked",
+        match outcome {
+            RefreshRevocation::Revoked(user) => {
+                self.feed.flush(presented.id().tag()).await;
+                self.audit(
+                    AuditEvent::new("session_revoked", &Actor::user(user.as_str()), now)
+                        .user(user.as_str())
+                        .session(presented.id().as_str())
+                        .reason("refresh token revoked by its client"),
                 )
+                .await;
+                Ok(true)
             }
-            RefreshRevocation::Mismatch { .. } | RefreshRevocation::Unknown => return Ok(false),
-        };
+            RefreshRevocation::Mismatch { current, user } => {
+                self.end_if_reused(presented, &current, &user, &mac, now)
+                    .await
+            }
+            RefreshRevocation::Unknown => Ok(false),
+        }
+    }
+
+    /// A secret that is neither the current nor the last spent one ends the session only when
+    /// it is proven a genuine older generation (reuse); anything else changes nothing.
+    async fn end_if_reused(
+        &self,
+        presented: &RefreshToken,
+        current: &SecretHash,
+        user: &UserId,
+        mac: impl Fn(&[u8]) -> [u8; 32],
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        if !presented.is_earlier_generation_of(current, mac, MAX_REFRESH_GENERATIONS)
+            || !self.store.revoke(presented.id(), user).await?
+        {
+            return Ok(false);
+        }
+        self.audit_reuse(presented, user.as_str(), now).await;
+        Ok(true)
+    }
+
+    /// A reused refresh token ended its session: pushed now, and audited.
+    async fn audit_reuse(&self, presented: &RefreshToken, user: &str, now: UnixMillis) {
         self.feed.flush(presented.id().tag()).await;
-        let event = if reason.starts_with("a spent") {
-            "refresh_token_reused"
-        } else {
-            "session_revoked"
-        };
         self.audit(
-            AuditEvent::new(event, &Actor::user(user.as_str()), now)
-                .user(user.as_str())
+            AuditEvent::new("refresh_token_reused", &Actor::system(), now)
+                .user(user)
                 .session(presented.id().as_str())
-                .reason(reason),
+                .reason("a spent refresh token was presented again; session revoked"),
         )
         .await;
-        Ok(true)
     }
 }
