@@ -17,6 +17,16 @@ fn edit_users_file(path: &Path, edit: impl FnOnce(String) -> String) {
     std::fs::rename(&staged, path).unwrap();
 }
 
+/// Removes alice's entry from the users file (written in place, as an operator would while
+/// no node runs); returns the file as it was.
+fn remove_alice(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("[[users]]\nid = \"u-alice\"").unwrap();
+    let end = start + 1 + text[start + 1..].find("[[users]]").unwrap();
+    std::fs::write(path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    text
+}
+
 /// Disables alice in the users file text.
 fn disable_alice(text: String) -> String {
     text.replacen(
@@ -170,10 +180,7 @@ async fn a_user_removed_while_no_node_ran_loses_their_sessions_when_the_next_nod
     let cookie = TestApp::cookie_of(&first.login("alice", ALICE_PW).await);
     drop(first); // every node is down while the operator edits the file
     let path = settings.users_file.clone().unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find("[[users]]\nid = \"u-alice\"").unwrap();
-    let end = start + 1 + text[start + 1..].find("[[users]]").unwrap();
-    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    remove_alice(&path);
     let next = spawn_app_with(settings).await;
     assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
 }
@@ -763,10 +770,7 @@ async fn a_removed_user_is_refused_even_when_redis_forgot_the_users_file() {
         redis::Commands::del(&mut redis.conn(), format!("{}:users", settings.key_prefix)).unwrap();
     assert_eq!(forgot, 1);
     let path = settings.users_file.clone().unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find("[[users]]\nid = \"u-alice\"").unwrap();
-    let end = start + 1 + text[start + 1..].find("[[users]]").unwrap();
-    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    remove_alice(&path);
     let next = spawn_app_with(settings).await;
     assert_eq!(next.get_session_with_cookie(&cookie).await.status(), 401);
 }
@@ -1022,10 +1026,7 @@ async fn a_session_refused_for_a_removed_user_stays_dead_when_the_user_returns()
     let cookie = TestApp::cookie_of(&first.login("alice", ALICE_PW).await);
     drop(first);
     let path = settings.users_file.clone().unwrap();
-    let original = std::fs::read_to_string(&path).unwrap();
-    let start = original.find("[[users]]\nid = \"u-alice\"").unwrap();
-    let end = start + 1 + original[start + 1..].find("[[users]]").unwrap();
-    std::fs::write(&path, format!("{}{}", &original[..start], &original[end..])).unwrap();
+    let original = remove_alice(&path);
     let _: i64 =
         redis::Commands::del(&mut redis.conn(), format!("{}:users", settings.key_prefix)).unwrap();
     let next = spawn_app_with(settings).await;

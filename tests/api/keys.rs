@@ -78,18 +78,6 @@ async fn token_from(app: &TestApp) -> String {
     minted["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn wait_for<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !done().await {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn running_nodes_put_the_ring_back_after_redis_loses_it_and_a_new_node_uses_it() {
     let mut redis = RedisServer::start();
@@ -101,7 +89,7 @@ async fn running_nodes_put_the_ring_back_after_redis_loses_it_and_a_new_node_use
     let before = kids(&a).await;
     redis.restart(); // no persistence: every key is gone
     let ring_key = format!("{}:keyring", settings.key_prefix);
-    wait_for("a running node restores the ring", || async {
+    wait_until("a running node restores the ring", || async {
         redis::Commands::exists::<_, bool>(&mut redis.conn(), &ring_key).unwrap()
     })
     .await;
@@ -127,7 +115,7 @@ async fn a_node_that_made_a_new_ring_during_the_outage_ends_up_publishing_everyo
     redis.restart();
     // C starts before A noticed: it finds no ring and creates its own.
     let c = spawn_app_with(settings.clone()).await;
-    wait_for("both nodes publish both rings' keys", || async {
+    wait_until("both nodes publish both rings' keys", || async {
         let (ka, kc) = (kids(&a).await, kids(&c).await);
         ka == kc && ka.len() == 2 && old.iter().all(|k| ka.contains(k))
     })

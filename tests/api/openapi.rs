@@ -3,19 +3,23 @@
 use crate::helpers::*;
 use serde_json::Value;
 
-#[tokio::test]
-async fn every_documented_operation_exists_on_its_listener() {
-    let redis = RedisServer::shared();
-    let app = spawn_app(&redis).await;
-    let doc: Value = app
-        .client
+/// The document the public listener serves.
+async fn openapi(app: &TestApp) -> Value {
+    app.client
         .get(format!("{}/openapi.json", app.public))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_documented_operation_exists_on_its_listener() {
+    let redis = RedisServer::shared();
+    let app = spawn_app(&redis).await;
+    let doc = openapi(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 25);
@@ -48,15 +52,7 @@ async fn every_documented_operation_exists_on_its_listener() {
 async fn every_405_names_the_documented_methods_in_allow() {
     let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.public))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&app).await;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         let concrete = path
             .replace("{user_id}", "alice")
@@ -95,15 +91,7 @@ async fn every_405_names_the_documented_methods_in_allow() {
 async fn every_route_is_documented_with_exactly_its_methods() {
     let redis = RedisServer::shared();
     let app = spawn_app(&redis).await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.public))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = openapi(&app).await;
     let paths = doc["paths"].as_object().unwrap();
     let routes = tessera::http::fallback::registered_routes();
     assert!(routes.len() >= 25, "{routes:?}");
