@@ -41,12 +41,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
+    /// `OptionalJson`, where no body is an error too.
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let read = read(req, payload);
-        let req = req.clone();
+        let optional = OptionalJson::<T>::from_request(req, payload);
         Box::pin(async move {
-            let bytes = read.await?;
-            match parse(&req, &bytes)? {
+            match optional.await?.0 {
                 Some(value) => Ok(Json(value)),
                 None => Err(ApiError::bad_request(
                     "invalid_json",

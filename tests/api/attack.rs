@@ -260,25 +260,14 @@ async fn wrong_totp_codes_count_per_user_across_tickets_and_networks_and_a_passw
         .iter()
         .enumerate()
     {
-        let first: Value = app
-            .login_from(ip, "bob", BOB_PW)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let ticket = first["mfa_token"].as_str().unwrap();
+        let first = app.mfa_ticket(ip, "bob", BOB_PW).await;
+        let ticket = &first;
         let answer = app.mfa_from(ip, ticket, &wrong).await;
         assert_eq!(error_code(answer).await.0, 401, "free guess {i}");
     }
     // A fourth guess, from yet another network with a fresh ticket after a correct password:
     // delayed, and the delay is announced.
-    let first: Value = app
-        .login_from("203.0.113.50", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ticket = first["mfa_token"].as_str().unwrap().to_owned();
+    let ticket = app.mfa_ticket("203.0.113.50", "bob", BOB_PW).await;
     let delayed = app.mfa_from("203.0.113.50", &ticket, &wrong).await;
     assert_eq!(delayed.status(), 429);
     assert!(delayed.headers().contains_key("retry-after"));
@@ -570,13 +559,8 @@ async fn simultaneous_code_guesses_cannot_slip_past_the_second_factor_delay() {
     let mut tickets = Vec::new();
     for n in 0..10 {
         let ip = format!("198.51.{n}.1");
-        let first: Value = app
-            .login_from(&ip, "bob", BOB_PW)
-            .await
-            .json()
-            .await
-            .unwrap();
-        tickets.push((ip, first["mfa_token"].as_str().unwrap().to_owned()));
+        let first = app.mfa_ticket(&ip, "bob", BOB_PW).await;
+        tickets.push((ip, first));
     }
     let wrong = wrong_code();
     let guesses = (0..40).map(|i| {
@@ -611,19 +595,8 @@ async fn simultaneous_password_guesses_cannot_slip_past_the_network_delay() {
 #[tokio::test]
 async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login() {
     let (_redis, app) = app_with_users(|_| {}).await;
-    let first: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cookie_holder = app
-        .mfa_from(
-            "198.51.100.1",
-            first["mfa_token"].as_str().unwrap(),
-            &bob_code(0),
-        )
-        .await;
+    let first = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
+    let cookie_holder = app.mfa_from("198.51.100.1", &first, &bob_code(0)).await;
     let stolen = TestApp::cookie_of(&cookie_holder);
     let wrong = wrong_code();
     for _ in 0..6 {
@@ -636,19 +609,8 @@ async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login(
         "step-up guessing is delayed"
     );
     // The owner, elsewhere, logs in with the password and the next code: not delayed.
-    let first: Value = app
-        .login_from("203.0.113.9", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let owner = app
-        .mfa_from(
-            "203.0.113.9",
-            first["mfa_token"].as_str().unwrap(),
-            &bob_code(1),
-        )
-        .await;
+    let first = app.mfa_ticket("203.0.113.9", "bob", BOB_PW).await;
+    let owner = app.mfa_from("203.0.113.9", &first, &bob_code(1)).await;
     assert_eq!(owner.status(), 200);
 }
 
@@ -656,29 +618,12 @@ async fn a_stolen_cookie_guessing_step_up_codes_does_not_delay_the_owners_login(
 async fn a_password_change_lifts_the_code_delay_and_kills_old_tickets() {
     let (_redis, app) = app_with_users(|_| {}).await;
     let wrong = wrong_code();
-    let first: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let old_ticket = first["mfa_token"].as_str().unwrap().to_owned();
+    let old_ticket = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
     for _ in 0..4 {
         app.mfa_from("198.51.100.1", &old_ticket, &wrong).await;
     }
-    let fresh: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let delayed = app
-        .mfa_from(
-            "198.51.100.1",
-            fresh["mfa_token"].as_str().unwrap(),
-            &bob_code(0),
-        )
-        .await;
+    let fresh = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
+    let delayed = app.mfa_from("198.51.100.1", &fresh, &bob_code(0)).await;
     assert_eq!(error_code(delayed).await.0, 429);
 
     let new_password = "bob's brand new passphrase";
@@ -831,15 +776,8 @@ async fn sessions_can_still_be_ended_while_redis_may_evict() {
 async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
     let (_redis, app) = app_with_users(|_| {}).await;
     let code = bob_code(0);
-    let first: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let done = app
-        .mfa_from("198.51.100.1", first["mfa_token"].as_str().unwrap(), &code)
-        .await;
+    let first = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
+    let done = app.mfa_from("198.51.100.1", &first, &code).await;
     assert_eq!(done.status(), 200);
     let erased = app
         .client
@@ -849,15 +787,8 @@ async fn erasing_a_user_does_not_make_a_spent_code_usable_again() {
         .await
         .unwrap();
     assert_eq!(erased.status(), 200);
-    let again: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let replay = app
-        .mfa_from("198.51.100.1", again["mfa_token"].as_str().unwrap(), &code)
-        .await;
+    let again = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
+    let replay = app.mfa_from("198.51.100.1", &again, &code).await;
     assert_eq!(error_code(replay).await.1, "totp_replayed");
 }
 
@@ -973,42 +904,17 @@ async fn a_lost_fingerprint_and_index_end_unlisted_sessions_at_the_next_login() 
 #[tokio::test]
 async fn logging_out_everywhere_does_not_reset_the_code_delay() {
     let (_redis, app) = app_with_users(|_| {}).await;
-    let first: Value = app
-        .login_from("198.51.100.1", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let session = TestApp::cookie_of(
-        &app.mfa_from(
-            "198.51.100.1",
-            first["mfa_token"].as_str().unwrap(),
-            &bob_code(0),
-        )
-        .await,
-    );
+    let first = app.mfa_ticket("198.51.100.1", "bob", BOB_PW).await;
+    let session = TestApp::cookie_of(&app.mfa_from("198.51.100.1", &first, &bob_code(0)).await);
     let wrong = wrong_code();
     for _ in 0..3 {
-        let t: Value = app
-            .login_from("203.0.113.5", "bob", BOB_PW)
-            .await
-            .json()
-            .await
-            .unwrap();
-        app.mfa_from("203.0.113.5", t["mfa_token"].as_str().unwrap(), &wrong)
-            .await;
+        let t = app.mfa_ticket("203.0.113.5", "bob", BOB_PW).await;
+        app.mfa_from("203.0.113.5", &t, &wrong).await;
     }
     let out = app.delete_bearer("/v1/sessions?scope=all", &session).await;
     assert_eq!(out.status(), 200);
-    let t: Value = app
-        .login_from("203.0.113.5", "bob", BOB_PW)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let next = app
-        .mfa_from("203.0.113.5", t["mfa_token"].as_str().unwrap(), &wrong)
-        .await;
+    let t = app.mfa_ticket("203.0.113.5", "bob", BOB_PW).await;
+    let next = app.mfa_from("203.0.113.5", &t, &wrong).await;
     assert_eq!(
         error_code(next).await.0,
         429,

@@ -414,6 +414,17 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
 
 /// Every typed request a test makes, in one place.
 impl TestApp {
+    /// The MFA ticket of a right password (step one of a TOTP login) from client `ip`.
+    pub async fn mfa_ticket(&self, ip: &str, username: &str, password: &str) -> String {
+        let body: Value = self
+            .login_from(ip, username, password)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["mfa_token"].as_str().unwrap().to_owned()
+    }
+
     /// An access token for a live session (the minting itself is tested in `tokens.rs`).
     pub async fn access_token(&self, session_token: &str) -> String {
         let body: Value = self.mint(session_token, None).await.json().await.unwrap();
