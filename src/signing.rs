@@ -27,8 +27,9 @@ pub struct SigningKeys {
     issuer: Issuer,
     /// Verified tokens: those of keys that leave the ring are forgotten.
     cache: Arc<VerifiedCache>,
-    /// The sealed ring this node signs from: put back into Redis if Redis loses it.
-    held: Mutex<StoredRing>,
+    /// The sealed ring this node signs from (put back into Redis if Redis loses it), and when
+    /// its keys were last installed.
+    held: Mutex<(StoredRing, i64)>,
     policy: RotationPolicy,
     clock: SharedClock,
 }
@@ -51,7 +52,7 @@ impl SigningKeys {
             kek,
             issuer,
             cache,
-            held: Mutex::new(held),
+            held: Mutex::new((held, i64::MIN)),
             policy,
             clock,
         }
@@ -112,7 +113,14 @@ impl SigningKeys {
             ),
             Reconciled::Current(_) => {}
         }
-        if let Err(e) = self.install(reconciled.ring(), now) {
+        // Opening the keys and flushing the token cache every 2 s for nothing would be waste:
+        // install only when the ring changed or its schedule moved since the last install.
+        let (held, installed_at) = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ring = reconciled.ring();
+        if *ring == held && !ring.schedule_moved(installed_at, now) {
+            return;
+        }
+        if let Err(e) = self.install(ring, now) {
             tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys");
         }
     }
@@ -123,11 +131,15 @@ impl SigningKeys {
         // Tokens of keys that left the ring must be verified again (and fail).
         self.cache.retain_kids(|kid| keys.key(kid).is_some());
         self.issuer.replace_keys(keys);
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = ring.clone();
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = (ring.clone(), now);
         Ok(())
     }
 
     fn held(&self) -> StoredRing {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// The ring as stored in Redis (JSON): public schedule, private keys sealed under the KEK.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredRing {
     pub v: u8,
     pub keys: Vec<StoredKey>,
@@ -24,7 +24,7 @@ pub struct StoredRing {
     pub origin: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredKey {
     pub kid: String,
     pub alg: SigningAlg,
@@ -124,6 +124,15 @@ impl StoredRing {
             keys,
             origin: self.origin.clone(),
         })
+    }
+
+    /// True when a key starts signing or retires in `(after, now]`: the keys in use at `now`
+    /// may differ from those at `after` even if the ring itself did not change.
+    pub fn schedule_moved(&self, after: i64, now: i64) -> bool {
+        let passed = |t: i64| after < t && t <= now;
+        self.keys
+            .iter()
+            .any(|k| passed(k.sign_from) || k.retire_at.is_some_and(passed))
     }
 
     /// The newest key's creation time.
@@ -262,6 +271,20 @@ mod tests {
             union.merged_with(&ours, 2_000).is_none(),
             "a merged ring is complete"
         );
+    }
+
+    #[test]
+    fn the_schedule_moves_when_a_key_starts_signing_or_retires() {
+        let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let first = StoredRing::first(SigningAlg::Es256, &kek, 1_000).unwrap();
+        let rotated = first
+            .rotated(SigningAlg::Es256, &kek, 2_000, 500, 10_000)
+            .unwrap();
+        // The new key signs from 2,500; the old one retires at 12,500.
+        assert!(!rotated.schedule_moved(2_000, 2_400));
+        assert!(rotated.schedule_moved(2_400, 2_500));
+        assert!(!rotated.schedule_moved(2_500, 12_000));
+        assert!(rotated.schedule_moved(12_000, 13_000));
     }
 
     #[test]
