@@ -42,20 +42,25 @@ impl Application {
         settings.validate()?;
         crate::telemetry::metrics();
         let settings = Arc::new(settings);
-        let redis = RedisConnections::connect(&settings.redis()).await?;
-        let policy = store::health::maxmemory_policy(&redis.pool)
+        let layout = KeyLayout::new(settings.key_prefix.clone());
+        let retention_ms = settings.revocation_retention_ms();
+        let regional = connect_regions(&settings, &layout, clock.clone()).await?;
+        let links = regional.links().to_vec();
+        let redis = links[0].redis.clone();
+        let policy = store::health::maxmemory_policy(&redis)
             .await
             .context("cannot read Redis INFO")?;
         store::health::check_policy(&policy)?;
 
-        let layout = KeyLayout::new(settings.key_prefix.clone());
         let (kek, kek_created) = Kek::load(
             settings.kek.as_ref().map(|k| k.expose()),
             &settings.keys_dir,
             true,
         )?;
+        let other_pools: Vec<_> = links[1..].iter().map(|l| l.redis.pool.clone()).collect();
         let (ring, created) = store::keyring::load_or_create(
             &redis.pool,
+            &other_pools,
             &layout,
             &kek,
             settings.signing(),
@@ -68,13 +73,17 @@ impl Application {
             kid = keys.signing_kid(),
             created,
             kek = kek.fingerprint(),
+            regions = links.len(),
             "key ring loaded"
         );
         let issuer = Issuer::new(settings.issuer_settings(), keys);
         let kek = Arc::new(kek);
         let token_cache = Arc::new(crate::token::cache::VerifiedCache::new(100_000));
         let signing = Arc::new(crate::signing::SigningKeys::new(
-            redis.pool.clone(),
+            links
+                .iter()
+                .map(|l| (l.region.clone(), l.redis.pool.clone()))
+                .collect(),
             layout.clone(),
             kek.clone(),
             issuer.clone(),
@@ -85,32 +94,14 @@ impl Application {
         ));
 
         let regions = settings.known_regions();
-        // A pushed revocation lives as long as any token it concerns can.
-        let retention_ms =
-            (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
-        let audit = crate::store::audit::RedisAudit::new(redis.manager.clone(), layout.clone());
-        let per_thread = redis.per_thread();
-        let keep_alive = per_thread.registry();
-        let store =
-            RedisSessionStore::new(per_thread, layout.clone(), regions.clone(), clock.clone())
-                .with_revocation_ttl(retention_ms)
-                .with_longest_session(settings.longest_session_ms());
-        let retention_ms =
-            (crate::token::issuer::MAX_LIFETIME_SECS + settings.token_leeway_secs) * 1000;
-        let feed = crate::store::revocations::RedisFeed::new(
-            redis.manager.clone(),
-            redis.client.clone(),
-            layout.clone(),
-            settings.region.as_str(),
-            retention_ms,
-            clock.clone(),
-        );
+        let audit = crate::store::audit::RedisAudit::new(redis.conn.clone(), layout.clone());
+        let feed = links[0].feed.clone();
         let revoked = Arc::new(std::sync::RwLock::new(
             crate::revocation::RevokedSet::default(),
         ));
         let directory_handle = crate::authn::directory::SharedDirectory::default();
         let service = SessionService::new(
-            Arc::new(store),
+            Arc::new(regional.clone()),
             Arc::new(issuer.clone()),
             settings.session_policy(),
             settings.limit_policy(),
@@ -119,7 +110,7 @@ impl Application {
             Arc::new(audit.clone()),
         )
         .with_role_limits(settings.role_session_limits.clone())
-        .with_feed(Arc::new(feed.clone()))
+        .with_feed(Arc::new(regional.feeds()))
         .with_gate(Arc::new(directory_handle.clone()))
         .with_clock(clock.clone())
         .with_successor_mac(kek.clone())
@@ -148,12 +139,15 @@ impl Application {
                 settings.argon2_concurrency,
                 Duration::from_millis(settings.argon2_queue_ms),
             ),
-            Arc::new(RedisAuthStore::new(
-                redis.manager.clone(),
-                layout.clone(),
-                retention_ms,
-                clock.clone(),
-            )),
+            Arc::new(
+                RedisAuthStore::new(
+                    redis.conn.clone(),
+                    layout.clone(),
+                    retention_ms,
+                    clock.clone(),
+                )
+                .with_regions(regional.clone()),
+            ),
             service.clone(),
             settings.login_limits(),
         );
@@ -176,6 +170,7 @@ impl Application {
             regions: regions.into(),
             settings: settings.clone(),
             probe: store::health::Probe::new(redis.pool.clone()),
+            regional: regional.clone(),
             redis_policy_ok,
             admin_keys: http::admin::AdminKeyEntry::from_settings(&settings).into(),
             audit: audit.clone(),
@@ -197,15 +192,23 @@ impl Application {
         let public = serve(public_listener, state.clone(), http::public_routes)?;
         let admin = serve(admin_listener, state.clone(), http::admin_routes)?;
 
-        let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.pool.clone()))];
-        background.push(tokio::spawn(keep_alive.keep_alive()));
+        let mut background = vec![tokio::spawn(watch_redis(state.clone(), redis.clone()))];
         background.push(tokio::spawn(watch_keyring(state.signing.clone())));
-        background.push(tokio::spawn(feed.clone().follow(revoked, feed_tx)));
-        background.push(tokio::spawn(feed.clone().sweep(
-            layout.outbox_pattern(),
-            Duration::from_secs(settings.outbox_sweep_secs.max(1)),
-        )));
-        background.push(tokio::spawn(feed.heartbeat()));
+        // Every node follows, sweeps and beats the feed of every region: a region with no
+        // node of its own still has its revocations pushed and its staleness measured.
+        for link in &links {
+            let keep_alive = link.store.connection_registry();
+            background.push(tokio::spawn(keep_alive.keep_alive()));
+            background.push(tokio::spawn(
+                link.feed.clone().follow(revoked.clone(), feed_tx.clone()),
+            ));
+            background.push(tokio::spawn(link.feed.clone().sweep(
+                layout.outbox_pattern(),
+                Duration::from_secs(settings.outbox_sweep_secs.max(1)),
+            )));
+            background.push(tokio::spawn(link.feed.clone().heartbeat()));
+        }
+        background.push(tokio::spawn(regional.clone().deliver_pending()));
         if let Some(path) = settings.users_file.clone() {
             background.push(tokio::spawn(watch_users_file(state.clone(), path)));
         }
@@ -288,14 +291,14 @@ fn serve(
 
 /// Re-reads `maxmemory_policy` (refusing session work while it is wrong) and rotates the key
 /// ring when the schedule says so, every `redis_check_interval_secs`.
-async fn watch_redis(state: State, pool: deadpool_redis::Pool) {
+async fn watch_redis(state: State, redis: RedisConnections) {
     let mut tick = tokio::time::interval(Duration::from_secs(
         state.settings.redis_check_interval_secs.max(1),
     ));
     tick.tick().await;
     loop {
         tick.tick().await;
-        match store::health::maxmemory_policy(&pool).await {
+        match store::health::maxmemory_policy(&redis).await {
             Ok(policy) => {
                 let ok = store::health::check_policy(&policy);
                 if let Err(e) = &ok {
@@ -362,17 +365,11 @@ async fn watch_users_file(state: State, path: std::path::PathBuf) {
 /// Connects a guard for an application embedding Tessera's checks (see `examples/shop.rs`):
 /// it reads sessions from the same Redis with the same settings, and never mints tokens.
 pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<SessionGuard> {
-    use crate::store::{KeyLayout, RedisConnections, RedisSessionStore};
     settings.validate()?;
-    let redis = RedisConnections::connect(&settings.redis()).await?;
-    let store = RedisSessionStore::new(
-        redis.per_thread(),
-        KeyLayout::new(settings.key_prefix.clone()),
-        settings.known_regions(),
-        crate::clock::system(),
-    );
+    let layout = KeyLayout::new(settings.key_prefix.clone());
+    let regional = connect_regions(settings, &layout, crate::clock::system()).await?;
     let service = SessionService::new(
-        Arc::new(store),
+        Arc::new(regional),
         Arc::new(NoMinting),
         settings.session_policy(),
         settings.limit_policy(),
@@ -386,6 +383,76 @@ pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<Session
         Arc::new(AtomicBool::new(true)),
     )
     .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
+}
+
+/// Connects to every region's Redis: the home region at once (a node without it cannot
+/// start), the others lazily (an outage elsewhere must not keep this node down).
+async fn connect_regions(
+    settings: &Settings,
+    layout: &KeyLayout,
+    clock: SharedClock,
+) -> anyhow::Result<store::regional::RegionalStore> {
+    let retention_ms = settings.revocation_retention_ms();
+    let known = settings.known_regions();
+    // Regions that share one Redis are one link: one index, one version counter, one feed.
+    let mut groups: Vec<(crate::config::RegionTarget, Vec<crate::session::Region>)> = Vec::new();
+    for target in settings.region_targets()? {
+        match groups
+            .iter_mut()
+            .find(|(t, _)| t.url == target.url && t.cluster == target.cluster)
+        {
+            Some((_, regions)) => regions.push(target.region),
+            None => groups.push((target.clone(), vec![target.region])),
+        }
+    }
+    let mut links = Vec::new();
+    for (i, (target, mut regions)) in groups.into_iter().enumerate() {
+        regions.sort();
+        let name = regions[0].clone();
+        let redis_settings = settings.redis_for(&target);
+        let redis = if i == 0 {
+            RedisConnections::connect(&redis_settings).await
+        } else {
+            RedisConnections::connect_lazily(&redis_settings).await
+        }
+        .with_context(|| format!("region '{}'", target.region))?;
+        let shared = regions.len() > 1;
+        let store = RedisSessionStore::new(
+            redis.per_thread(),
+            layout.clone(),
+            known.clone(),
+            clock.clone(),
+        )
+        .with_revocation_ttl(retention_ms)
+        .with_longest_session(settings.longest_session_ms());
+        let feed = crate::store::revocations::RedisFeed::new(
+            &redis,
+            layout.clone(),
+            name.as_str(),
+            retention_ms,
+            clock.clone(),
+        )
+        .shared_by_regions(shared);
+        links.push(store::regional::RegionLink {
+            region: name,
+            regions,
+            redis,
+            store,
+            feed,
+        });
+    }
+    let pending = store::pending::Pending::new(
+        links[0].redis.conn.clone(),
+        layout.clone(),
+        links[0].feed.clone(),
+        clock,
+    );
+    Ok(store::regional::RegionalStore::new(
+        links,
+        layout.clone(),
+        pending,
+        Duration::from_millis(settings.redis_command_timeout_ms),
+    ))
 }
 
 /// The token issuer of a process that only checks sessions.

@@ -233,7 +233,7 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let redis = tessera::store::RedisConnections::connect(&settings.redis()).await?;
+        let redis = tessera::store::RedisConnections::connect(&settings.home_redis()).await?;
         let (kek, _) = tessera::token::Kek::load(
             settings.kek.as_ref().map(|k| k.expose()),
             &settings.keys_dir,

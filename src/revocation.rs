@@ -14,11 +14,15 @@ use std::collections::HashMap;
 pub enum Revocation {
     /// Every token carrying this `sid` is dead.
     Session { sid: String, until: UnixMillis },
-    /// Every token of `user` with `ver` below `min_version` is dead.
+    /// Every token of `user` with `ver` below `min_version` is dead: in `region` (versions are
+    /// counted per region), or in every region when `region` is absent. A follower fills in
+    /// the region of the feed it read the entry from.
     User {
         user: String,
         min_version: u64,
         until: UnixMillis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
     },
     /// A node is alive and writing; followers measure staleness from these.
     Heartbeat { at: UnixMillis },
@@ -28,14 +32,28 @@ pub enum Revocation {
 #[derive(Debug, Default)]
 pub struct RevokedSet {
     sessions: HashMap<String, UnixMillis>,
-    users: HashMap<String, (u64, UnixMillis)>,
-    /// When the follower last heard anything (entry or heartbeat), by the local clock.
-    last_heard: UnixMillis,
+    /// By (region, user); region "" stands for every region.
+    users: HashMap<(String, String), (u64, UnixMillis)>,
+    /// When each followed feed was last heard from (entry or heartbeat), by the local clock;
+    /// the feed of one source is keyed "".
+    last_heard: HashMap<String, UnixMillis>,
+}
+
+/// The region part of a session id (`v1_<region>_<tag>_<random>`), or "" if it has none.
+fn region_of(sid: &str) -> &str {
+    sid.split('_').nth(1).unwrap_or("")
 }
 
 impl RevokedSet {
+    /// Applies an entry of the single feed a verifier follows (regions as the entries say).
     pub fn apply(&mut self, entry: &Revocation, now: UnixMillis) {
-        self.last_heard = now;
+        self.apply_from("", entry, now)
+    }
+
+    /// Applies an entry read from `feed`'s feed (named for staleness); a user entry without a
+    /// region concerns every region (a follower names the region when its Redis holds one).
+    pub fn apply_from(&mut self, feed: &str, entry: &Revocation, now: UnixMillis) {
+        self.last_heard.insert(feed.to_owned(), now);
         match entry {
             Revocation::Session { sid, until } if *until > now => {
                 let slot = self.sessions.entry(sid.clone()).or_insert(*until);
@@ -45,10 +63,12 @@ impl RevokedSet {
                 user,
                 min_version,
                 until,
+                region,
             } if *until > now => {
+                let region = region.clone().unwrap_or_default();
                 let slot = self
                     .users
-                    .entry(user.clone())
+                    .entry((region, user.clone()))
                     .or_insert((*min_version, *until));
                 if *min_version >= slot.0 {
                     *slot = (*min_version, (*until).max(slot.1));
@@ -58,27 +78,35 @@ impl RevokedSet {
         }
     }
 
-    /// Marks the feed as heard from without an entry (e.g. a read that returned nothing).
-    pub fn heard(&mut self, now: UnixMillis) {
-        self.last_heard = now;
+    /// Marks a feed as heard from without an entry (e.g. a read that returned nothing).
+    pub fn heard(&mut self, feed: &str, now: UnixMillis) {
+        self.last_heard.insert(feed.to_owned(), now);
+    }
+
+    /// Starts counting a feed as stale until it is first heard from (a node follows every
+    /// region's feed; one that never answered must not look fresh).
+    pub fn expect(&mut self, feed: &str) {
+        self.last_heard.entry(feed.to_owned()).or_insert(0);
     }
 
     /// Is a token with this `sid`, `sub` and `ver` revoked?
     pub fn is_revoked(&self, sid: &str, user: &str, version: u64, now: UnixMillis) -> bool {
         let session = self.sessions.get(sid).is_some_and(|until| *until > now);
-        let user = self
-            .users
-            .get(user)
-            .is_some_and(|(min, until)| *until > now && version < *min);
-        session || user
+        let below = |region: &str| {
+            self.users
+                .get(&(region.to_owned(), user.to_owned()))
+                .is_some_and(|(min, until)| *until > now && version < *min)
+        };
+        session || below(region_of(sid)) || below("")
     }
 
-    /// Milliseconds since the feed was last heard from.
+    /// Milliseconds since the stalest followed feed was last heard from.
     pub fn staleness(&self, now: UnixMillis) -> i64 {
-        if self.last_heard == 0 {
+        let oldest = self.last_heard.values().min().copied().unwrap_or(0);
+        if oldest == 0 {
             i64::MAX
         } else {
-            now - self.last_heard
+            now - oldest
         }
     }
 
@@ -138,6 +166,7 @@ mod tests {
                 user: "u".into(),
                 min_version: 3,
                 until: 2_000,
+                region: None,
             },
             10,
         );
@@ -163,6 +192,7 @@ mod tests {
                 user: "u".into(),
                 min_version: 5,
                 until: 9_000,
+                region: None,
             },
             0,
         );
@@ -171,10 +201,45 @@ mod tests {
                 user: "u".into(),
                 min_version: 2,
                 until: 9_500,
+                region: None,
             },
             0,
         );
         assert!(set.is_revoked("s", "u", 4, 100));
+    }
+
+    #[test]
+    fn a_minimum_applies_to_its_region_only() {
+        let mut set = RevokedSet::default();
+        let bump = |region: Option<&str>| Revocation::User {
+            user: "u".into(),
+            min_version: 50,
+            until: 9_000,
+            region: region.map(str::to_owned),
+        };
+        set.apply_from("eu", &bump(Some("eu")), 0);
+        assert!(set.is_revoked("v1_eu_abcd_x", "u", 49, 100));
+        assert!(
+            !set.is_revoked("v1_us_abcd_x", "u", 49, 100),
+            "us counts its own versions"
+        );
+        set.apply_from("eu", &bump(Some("us")), 0);
+        assert!(set.is_revoked("v1_us_abcd_x", "u", 49, 100));
+        set.apply_from("eu", &bump(None), 0);
+        assert!(
+            set.is_revoked("v1_ap_abcd_x", "u", 49, 100),
+            "no region: every region"
+        );
+    }
+
+    #[test]
+    fn the_stalest_feed_sets_the_staleness() {
+        let mut set = RevokedSet::default();
+        set.expect("us");
+        set.heard("eu", 100);
+        assert_eq!(set.staleness(200), i64::MAX, "us was never heard from");
+        set.heard("us", 150);
+        assert_eq!(set.staleness(1_100), 1_000);
     }
 
     #[test]
@@ -191,12 +256,12 @@ mod tests {
             let max = *versions.iter().max().unwrap();
             let mut a = RevokedSet::default();
             for v in &versions {
-                a.apply(&Revocation::User { user: "u".into(), min_version: *v, until: 10_000 }, 0);
+                a.apply(&Revocation::User { user: "u".into(), min_version: *v, until: 10_000, region: None }, 0);
             }
             versions.reverse();
             let mut b = RevokedSet::default();
             for v in &versions {
-                b.apply(&Revocation::User { user: "u".into(), min_version: *v, until: 10_000 }, 0);
+                b.apply(&Revocation::User { user: "u".into(), min_version: *v, until: 10_000, region: None }, 0);
             }
             prop_assert_eq!(a.is_revoked("s", "u", probe, 1), probe < max);
             prop_assert_eq!(b.is_revoked("s", "u", probe, 1), probe < max);

@@ -1,6 +1,13 @@
 //! The signing keys a node shares with every other node: one place that rotates the ring (for
 //! the admin API and the schedule; the CLI calls the same `store::keyring::rotate`), keeps it
 //! whole after a data loss, and installs whatever ring Redis holds into the issuer.
+//!
+//! Every region's Redis holds a copy of the ring. A rotation is a compare-and-set on the home
+//! region's copy; `keep_whole` merges every region's copy into the held ring and writes the
+//! union back to each copy that lacks a key, every 2 s, so a new key reaches every region
+//! within two passes, long before it signs (it is published `jwks_cache_secs` ahead). A region
+//! that does not answer keeps its last copy and catches up when it answers; minting never
+//! waits for any region.
 
 use crate::clock::SharedClock;
 use crate::store::keyring::{self, Reconciled, RotationConflict, RotationPolicy};
@@ -21,7 +28,8 @@ pub enum RotateError {
 }
 
 pub struct SigningKeys {
-    pool: deadpool_redis::Pool,
+    /// Every region's out-of-band connections, the home region first.
+    pools: Vec<(crate::session::Region, crate::store::connection::Pool)>,
     layout: KeyLayout,
     kek: Arc<Kek>,
     issuer: Issuer,
@@ -37,7 +45,7 @@ pub struct SigningKeys {
 impl SigningKeys {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        pool: deadpool_redis::Pool,
+        pools: Vec<(crate::session::Region, crate::store::connection::Pool)>,
         layout: KeyLayout,
         kek: Arc<Kek>,
         issuer: Issuer,
@@ -46,8 +54,9 @@ impl SigningKeys {
         policy: RotationPolicy,
         clock: SharedClock,
     ) -> Self {
+        assert!(!pools.is_empty(), "at least the home region");
         Self {
-            pool,
+            pools,
             layout,
             kek,
             issuer,
@@ -62,7 +71,8 @@ impl SigningKeys {
     /// once (other nodes pick it up within `KEYRING_EVERY`).
     pub async fn rotate(&self) -> Result<StoredRing, RotateError> {
         let now = self.clock.now_ms();
-        let ring = keyring::rotate(&self.pool, &self.layout, &self.kek, &self.policy, now)
+        let home = &self.pools[0].1;
+        let ring = keyring::rotate(home, &self.layout, &self.kek, &self.policy, now)
             .await
             .map_err(|e| {
                 if e.is::<RotationConflict>() {
@@ -96,27 +106,33 @@ impl SigningKeys {
     /// meanwhile. A missing or unreadable ring never stops minting with the keys held.
     pub async fn keep_whole(&self) {
         let now = self.clock.now_ms();
-        let held = self.held();
-        let reconciled = match keyring::reconcile(&self.pool, &self.layout, &held, now).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot reconcile the key ring");
-                return;
+        let mut ring = self.held();
+        for (i, (region, pool)) in self.pools.iter().enumerate() {
+            let reconciled = match keyring::reconcile(pool, &self.layout, &ring, now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(region = %region, error = %format!("{e:#}"), "cannot reconcile the key ring");
+                    continue;
+                }
+            };
+            match (&reconciled, i) {
+                (Reconciled::Restored(_), 0) => tracing::error!(
+                    "the key ring was missing from Redis (data lost?); restored this node's copy"
+                ),
+                (Reconciled::Merged(_), 0) => tracing::error!(
+                    "another node created a new key ring after a data loss; merged this node's keys into it"
+                ),
+                (Reconciled::Restored(_) | Reconciled::Merged(_), _) => {
+                    tracing::info!(region = %region, "key ring copied to another region")
+                }
+                (Reconciled::Current(_), _) => {}
             }
-        };
-        match &reconciled {
-            Reconciled::Restored(_) => tracing::error!(
-                "the key ring was missing from Redis (data lost?); restored this node's copy"
-            ),
-            Reconciled::Merged(_) => tracing::error!(
-                "another node created a new key ring after a data loss; merged this node's keys into it"
-            ),
-            Reconciled::Current(_) => {}
+            ring = reconciled.ring().clone();
         }
         // Opening the keys and flushing the token cache every 2 s for nothing would be waste:
         // install only when the ring changed or its schedule moved since the last install.
         let (held, installed_at) = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let ring = reconciled.ring();
+        let ring = &ring;
         if *ring == held && !ring.schedule_moved(installed_at, now) {
             return;
         }

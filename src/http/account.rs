@@ -48,18 +48,22 @@ async fn caller(
 pub async fn list(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now_ms();
     let (_, current) = caller(&req, &state, now, false).await?;
-    let sessions = state
+    let listing = state
         .service
         .list(&owner(&current)?, now)
         .await
         .map_err(ApiError::from)?;
-    let views: Vec<_> = sessions
+    let views: Vec<_> = listing
+        .sessions
         .iter()
         .map(|s| SessionView::new(s, s.id == current.id))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "sessions": views })))
+        .json(serde_json::json!({
+            "sessions": views,
+            "unavailable_regions": listing.unavailable_regions,
+        })))
 }
 
 /// `DELETE /v1/sessions/{id}`: end one of the caller's sessions (another user's id: 404).
@@ -149,6 +153,7 @@ pub async fn revoke_many(
             .list(&user, now)
             .await
             .map_err(ApiError::from)?
+            .sessions
         {
             if other.id != current.id
                 && state

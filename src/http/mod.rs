@@ -41,6 +41,8 @@ pub struct State {
     pub settings: Arc<Settings>,
     /// Reachability of Redis, for readiness.
     pub probe: crate::store::health::Probe,
+    /// Every region's Redis (readiness names the regions that do not answer).
+    pub regional: crate::store::regional::RegionalStore,
     /// False while Redis runs with an eviction policy other than `noeviction`.
     pub redis_policy_ok: Arc<AtomicBool>,
     /// Configured admin keys (SHA-256 digests, compared in constant time).

@@ -28,18 +28,23 @@ pub async fn list(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user_id(&path.into_inner())?;
-    let sessions = guard
+    let listing = guard
         .service()
         .list(&user, guard.service().clock().now_ms())
         .await?;
     tracing::info!(actor = %admin.session.record.user_id, user.id = %user, "admin listed sessions");
-    let views: Vec<_> = sessions
+    let views: Vec<_> = listing
+        .sessions
         .iter()
         .map(|s| SessionView::new(s, s.id == admin.session.id))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "user_id": user.as_str(), "sessions": views })))
+        .json(serde_json::json!({
+            "user_id": user.as_str(),
+            "sessions": views,
+            "unavailable_regions": listing.unavailable_regions,
+        })))
 }
 
 pub async fn revoke_all(

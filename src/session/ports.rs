@@ -105,6 +105,14 @@ pub struct Created {
     pub version_moved: bool,
 }
 
+/// A user's live sessions across regions, and the regions that did not answer in time (their
+/// sessions are missing from `sessions`, and the caller says so instead of hiding it).
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub sessions: Vec<Session>,
+    pub unavailable_regions: Vec<super::id::Region>,
+}
+
 /// Session persistence. Every multi-key change is atomic in the implementation.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -131,7 +139,7 @@ pub trait SessionStore: Send + Sync {
     async fn revoke(&self, id: &SessionId, user: &UserId) -> Result<bool, StoreError>;
 
     /// The user's live sessions, pruning expired index entries on the way.
-    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError>;
+    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Listing, StoreError>;
 
     /// Ends every session of the user and bumps the credential version, atomically.
     /// Returns how many sessions were ended.
@@ -229,7 +237,13 @@ impl UserGate for AdmitAll {
 #[async_trait]
 pub trait RevocationSink: Send + Sync {
     /// Best effort and at least once: what is not moved now, the background sweep moves later.
+    /// Every region's outbox of the tag (after a change that acted in every region).
     async fn flush(&self, tag: &str);
+
+    /// Only `region`'s outbox of the tag (after a change to one session, which lives there).
+    async fn flush_region(&self, _region: &str, tag: &str) {
+        self.flush(tag).await
+    }
 }
 
 /// For processes that do not publish (embedded guards).

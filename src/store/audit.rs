@@ -6,7 +6,7 @@ use super::keys::KeyLayout;
 use crate::audit::{self, AuditEvent, Auditor};
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use super::connection::Conn;
 use redis::streams::StreamRangeReply;
 
 /// Events kept in the global stream (approximate trimming).
@@ -18,12 +18,12 @@ pub const USER_RETENTION_SECS: i64 = 90 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct RedisAudit {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: KeyLayout,
 }
 
 impl RedisAudit {
-    pub fn new(conn: ConnectionManager, keys: KeyLayout) -> Self {
+    pub fn new(conn: Conn, keys: KeyLayout) -> Self {
         Self { conn, keys }
     }
 

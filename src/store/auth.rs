@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::session::{StoreError, UserId};
 use anyhow::anyhow;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use super::connection::Conn;
 use redis::{AsyncCommands, Script};
 use std::sync::LazyLock;
 
@@ -25,15 +25,17 @@ const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
 
 #[derive(Clone)]
 pub struct RedisAuthStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: KeyLayout,
     revocation_ttl_ms: i64,
     clock: SharedClock,
+    /// The other regions, where a users-file change must act too.
+    elsewhere: Option<super::regional::RegionalStore>,
 }
 
 impl RedisAuthStore {
     pub fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         keys: KeyLayout,
         revocation_ttl_ms: i64,
         clock: SharedClock,
@@ -43,7 +45,16 @@ impl RedisAuthStore {
             keys,
             revocation_ttl_ms,
             clock,
+            elsewhere: None,
         }
+    }
+
+    /// Syncs users-file fingerprints in every region of `regions`, not only this one.
+    pub fn with_regions(mut self, regions: super::regional::RegionalStore) -> Self {
+        if regions.links().len() > 1 {
+            self.elsewhere = Some(regions);
+        }
+        self
     }
 }
 
@@ -254,10 +265,16 @@ impl AuthStore for RedisAuthStore {
         .invoke_async(&mut self.conn.clone())
         .await
         .map_err(store_error)?;
+        // The other regions hold sessions of the same user, created under the same entry.
+        let elsewhere = match &self.elsewhere {
+            Some(regions) => regions.sync_elsewhere(user, fingerprint).await?,
+            None => 0,
+        };
         Ok(match n {
-            -1 => FingerprintSync::Unchanged,
+            -1 if elsewhere == 0 => FingerprintSync::Unchanged,
+            -1 => FingerprintSync::Changed(elsewhere),
             -2 => FingerprintSync::FirstSight,
-            n => FingerprintSync::Changed(n.max(0) as u64),
+            n => FingerprintSync::Changed(n.max(0) as u64 + elsewhere),
         })
     }
 }

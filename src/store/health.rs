@@ -3,15 +3,25 @@
 use anyhow::{anyhow, Context};
 
 /// Reads `maxmemory_policy` from `INFO memory` (works where `CONFIG` is disabled, as on most
-/// managed Redis offerings).
-pub async fn maxmemory_policy(pool: &deadpool_redis::Pool) -> anyhow::Result<String> {
-    let mut conn = pool.get().await.context("no Redis connection")?;
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .context("INFO memory failed")?;
-    parse_policy(&info).ok_or_else(|| anyhow!("INFO memory has no maxmemory_policy line"))
+/// managed Redis offerings) on every primary; answers the first that is not `noeviction`, so
+/// one misconfigured cluster node is enough to refuse.
+pub async fn maxmemory_policy(
+    redis: &crate::store::RedisConnections,
+) -> anyhow::Result<String> {
+    let mut policy = String::new();
+    for mut conn in redis.primaries().await? {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .context("INFO memory failed")?;
+        policy = parse_policy(&info)
+            .ok_or_else(|| anyhow!("INFO memory has no maxmemory_policy line"))?;
+        if policy != "noeviction" {
+            break;
+        }
+    }
+    Ok(policy)
 }
 
 fn parse_policy(info: &str) -> Option<String> {
@@ -36,10 +46,10 @@ pub fn check_policy(policy: &str) -> anyhow::Result<()> {
 
 /// Asks Redis whether it answers (readiness), without handing out the pool.
 #[derive(Clone)]
-pub struct Probe(deadpool_redis::Pool);
+pub struct Probe(crate::store::connection::Pool);
 
 impl Probe {
-    pub fn new(pool: deadpool_redis::Pool) -> Self {
+    pub fn new(pool: crate::store::connection::Pool) -> Self {
         Self(pool)
     }
 
@@ -49,8 +59,8 @@ impl Probe {
 }
 
 /// `PING` over a pooled connection.
-pub async fn ping(pool: &deadpool_redis::Pool) -> anyhow::Result<()> {
-    let mut conn = pool.get().await.context("no Redis connection")?;
+pub async fn ping(pool: &crate::store::connection::Pool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
     let _: String = redis::cmd("PING").query_async(&mut conn).await?;
     Ok(())
 }

@@ -6,22 +6,37 @@ use anyhow::Context;
 use redis::AsyncCommands;
 
 /// Loads the ring, creating it if no node has yet. Returns the ring and whether we created it.
+/// A region that has no ring yet adopts another region's (`elsewhere`, tried in order; those
+/// that do not answer are skipped), so a new region never starts signing with a key the
+/// others do not publish.
 pub async fn load_or_create(
-    pool: &deadpool_redis::Pool,
+    pool: &crate::store::connection::Pool,
+    elsewhere: &[crate::store::connection::Pool],
     keys: &KeyLayout,
     kek: &Kek,
     alg: SigningAlg,
     now: i64,
 ) -> anyhow::Result<(StoredRing, bool)> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     if let Some(ring) = load(&mut conn, &key).await? {
         return Ok((ring, false));
     }
-    let fresh = StoredRing::first(alg, kek, now)?;
+    let mut adopted = None;
+    for other in elsewhere {
+        let Ok(mut conn) = other.get().await else {
+            continue;
+        };
+        if let Ok(Some(ring)) = load(&mut conn, &key).await {
+            adopted = Some(ring);
+            break;
+        }
+    }
+    let is_new = adopted.is_none();
+    let fresh = match adopted {
+        Some(ring) => ring,
+        None => StoredRing::first(alg, kek, now)?,
+    };
     let created: bool = redis::cmd("SET")
         .arg(&key)
         .arg(serde_json::to_string(&fresh)?)
@@ -31,7 +46,7 @@ pub async fn load_or_create(
         .context("cannot store the key ring")?
         .is_some();
     if created {
-        return Ok((fresh, true));
+        return Ok((fresh, is_new));
     }
     // Another node won the race: use its ring.
     let ring = load(&mut conn, &key)
@@ -59,16 +74,13 @@ pub struct RotationPolicy {
 /// compare-and-set, so two nodes rotating at once cannot overwrite each other; the loser gets
 /// `RotationConflict`.
 pub async fn rotate(
-    pool: &deadpool_redis::Pool,
+    pool: &crate::store::connection::Pool,
     keys: &KeyLayout,
     kek: &Kek,
     policy: &RotationPolicy,
     now: i64,
 ) -> anyhow::Result<StoredRing> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
     let raw = raw.context("there is no key ring to rotate yet: start a node first")?;
@@ -112,15 +124,12 @@ impl Reconciled {
 /// when another node created a fresh ring first, the held keys are merged in (compare-and-set),
 /// so every node publishes every key any node signs with. Never deletes a key.
 pub async fn reconcile(
-    pool: &deadpool_redis::Pool,
+    pool: &crate::store::connection::Pool,
     keys: &KeyLayout,
     held: &StoredRing,
     now: i64,
 ) -> anyhow::Result<Reconciled> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     for _ in 0..5 {
         let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
@@ -150,7 +159,7 @@ pub async fn reconcile(
 }
 
 async fn compare_and_set(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::store::connection::Pooled,
     key: &str,
     expected: &str,
     next: &str,
@@ -169,18 +178,15 @@ async fn compare_and_set(
 
 /// Reads the ring as it is now (for periodic refresh after a rotation).
 pub async fn load_current(
-    pool: &deadpool_redis::Pool,
+    pool: &crate::store::connection::Pool,
     keys: &KeyLayout,
 ) -> anyhow::Result<Option<StoredRing>> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
     load(&mut conn, &keys.keyring()).await
 }
 
 async fn load(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut crate::store::connection::Pooled,
     key: &str,
 ) -> anyhow::Result<Option<StoredRing>> {
     let raw: Option<String> = conn.get(key).await.context("cannot read the key ring")?;

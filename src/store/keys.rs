@@ -121,6 +121,18 @@ impl KeyLayout {
         format!("{}:rev:{region}", self.prefix)
     }
 
+    /// `tsr:pending:<region>`: changes meant for a region that did not answer, kept in this
+    /// region's Redis until they are delivered (see `store::pending`).
+    pub fn pending(&self, region: &str) -> String {
+        format!("{}:pending:{region}", self.prefix)
+    }
+
+    /// `tsr:lim:{tag}:<user id>`: in the user's owner region, every live session of the user in
+    /// every region (zset: session id -> absolute expiry ms), for the limit across regions.
+    pub fn ledger(&self, user: &UserId) -> String {
+        format!("{}:lim:{{{}}}:{}", self.prefix, user.tag(), user)
+    }
+
     /// The shared signing key ring.
     pub fn keyring(&self) -> String {
         format!("{}:keyring", self.prefix)
@@ -158,6 +170,7 @@ mod tests {
             layout.totp_failures(&user, false),
             layout.totp_failures(&user, true),
             layout.grant(&id, "abc"),
+            layout.ledger(&user),
         ];
         for key in &keys {
             assert_eq!(hash_tag(key), user.tag(), "{key}");

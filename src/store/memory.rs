@@ -7,7 +7,8 @@ use crate::clock::SharedClock;
 use crate::session::model::RefreshState;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateError, CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
+    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest,
+    RefreshRevocation,
 };
 use crate::session::{
     Acr, SecretHash, Session, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
@@ -233,7 +234,7 @@ impl SessionStore for MemoryStore {
         Ok(existed)
     }
 
-    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
+    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Listing, StoreError> {
         let d = self.data();
         let current = d.version(user);
         let mut sessions: Vec<Session> = d
@@ -255,7 +256,10 @@ impl SessionStore for MemoryStore {
             })
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen_at));
-        Ok(sessions)
+        Ok(Listing {
+            sessions,
+            unavailable_regions: Vec::new(),
+        })
     }
 
     async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {

@@ -1,8 +1,8 @@
 //! Redis: key layout, Lua scripts, connections and health checks.
 //!
-//! Request paths use one multiplexed `ConnectionManager` (one Redis round trip, no pool
-//! checkout); `deadpool-redis` serves out-of-band work that may hold a connection (key ring
-//! bootstrap, health probes, later blocking stream reads).
+//! Request paths use one multiplexed connection per region (a `ConnectionManager`, or a
+//! cluster connection; one Redis round trip, no pool checkout); `deadpool-redis` serves
+//! out-of-band work (key ring, readiness probes).
 
 pub mod audit;
 pub mod auth;
@@ -11,7 +11,9 @@ pub mod health;
 pub mod keyring;
 pub mod keys;
 pub mod memory;
+pub mod pending;
 pub mod record;
+pub mod regional;
 pub mod revocations;
 pub mod sessions;
 

@@ -7,9 +7,8 @@ use crate::clock::SharedClock;
 use crate::revocation::{Revocation, RevokedSet};
 use crate::session::{StoreError, UnixMillis};
 use anyhow::Context;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use super::connection::{Conn, RedisConnections};
 use redis::streams::{StreamRangeReply, StreamReadReply};
-use redis::AsyncConnectionConfig;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -22,9 +21,13 @@ pub type FeedEntry = (String, Revocation);
 
 #[derive(Clone)]
 pub struct RedisFeed {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: super::KeyLayout,
-    client: redis::Client,
+    redis: RedisConnections,
+    region: String,
+    /// The Redis holds this region's sessions only, so a user entry concerns this region;
+    /// false for a Redis that several regions share (their versions are one counter).
+    exclusive: bool,
     key: String,
     /// Entries older than this are trimmed: every token they concern has expired.
     retention_ms: i64,
@@ -33,8 +36,7 @@ pub struct RedisFeed {
 
 impl RedisFeed {
     pub fn new(
-        conn: ConnectionManager,
-        client: redis::Client,
+        redis: &RedisConnections,
         keys: super::KeyLayout,
         region: &str,
         retention_ms: i64,
@@ -42,13 +44,21 @@ impl RedisFeed {
     ) -> Self {
         let key = keys.revocations(region);
         Self {
-            conn,
+            conn: redis.conn.clone(),
             keys,
-            client,
+            redis: redis.clone(),
+            region: region.to_owned(),
+            exclusive: true,
             key,
             retention_ms,
             clock,
         }
+    }
+
+    /// Several regions keep their sessions in this Redis: its user entries concern them all.
+    pub fn shared_by_regions(mut self, shared: bool) -> Self {
+        self.exclusive = !shared;
+        self
     }
 
     fn now_ms(&self) -> UnixMillis {
@@ -98,12 +108,9 @@ impl RedisFeed {
         Ok(reply.ids.iter().filter_map(decode).collect())
     }
 
-    async fn follower_connection(&self) -> anyhow::Result<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 2_000)));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
+    async fn follower_connection(&self) -> anyhow::Result<Conn> {
+        self.redis
+            .dedicated(Duration::from_millis(BLOCK_MS))
             .await
             .context("cannot open the revocation-feed connection")
     }
@@ -112,6 +119,7 @@ impl RedisFeed {
     /// Reconnects after failures and resumes from the last id it saw.
     pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
         let mut last = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
+        set.write().unwrap_or_else(|e| e.into_inner()).expect(&self.region);
         loop {
             let mut conn = match self.follower_connection().await {
                 Ok(c) => c,
@@ -141,16 +149,25 @@ impl RedisFeed {
                     }
                 };
                 let now = self.now_ms();
+                // A user entry counts versions of the region whose feed carries it; it says so
+                // before it is passed on (SSE followers hear every region on one stream).
                 let entries: Vec<FeedEntry> = reply
                     .into_iter()
                     .flat_map(|r| r.keys)
                     .flat_map(|k| k.ids)
                     .filter_map(|id| decode(&id))
+                    .map(|(id, mut entry)| {
+                        if let (Revocation::User { region, .. }, true) = (&mut entry, self.exclusive) {
+                            region.get_or_insert_with(|| self.region.clone());
+                        }
+                        (id, entry)
+                    })
                     .collect();
                 {
                     let mut set = set.write().unwrap_or_else(|e| e.into_inner());
+                    set.heard(&self.region, now);
                     for (id, entry) in &entries {
-                        set.apply(entry, now);
+                        set.apply_from(&self.region, entry, now);
                         last = id.clone();
                     }
                     set.prune(now);
@@ -192,38 +209,49 @@ impl RedisFeed {
     }
 
     /// Finds outboxes nobody drained (a node died between a script and its flush, or Redis
-    /// blinked) and drains them. `SCAN`, so it walks the keyspace: it runs every few seconds in
-    /// the background, never on a request.
+    /// blinked) and drains them. `SCAN`, so it walks the keyspace of every primary (a cluster
+    /// answers `SCAN` per node): it runs every few seconds in the background, never on a
+    /// request.
     pub async fn sweep(self, pattern: String, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let mut cursor: u64 = 0;
-            loop {
-                let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut self.conn.clone())
-                    .await;
-                let Ok((next, keys)) = reply else { break };
-                for key in keys {
-                    match self.drain(&key).await {
-                        Ok(n) if n > 0 => tracing::info!(
-                            moved = n,
-                            "revocations moved from an outbox by the sweep"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+            match self.redis.primaries().await {
+                Ok(primaries) => {
+                    for node in primaries {
+                        self.sweep_node(node, &pattern).await;
                     }
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "outbox sweep: cannot list the primaries"),
             }
+        }
+    }
+
+    async fn sweep_node(&self, mut node: Conn, pattern: &str) {
+        let mut cursor: u64 = 0;
+        loop {
+            let reply: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut node)
+                .await;
+            let Ok((next, keys)) = reply else { return };
+            for key in keys {
+                match self.drain(&key).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(moved = n, "revocations moved from an outbox by the sweep")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+                }
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
         }
     }
 

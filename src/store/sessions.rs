@@ -8,7 +8,8 @@ use super::store_error;
 use crate::clock::SharedClock;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateError, CreateRequest, Created, RefreshOutcome, RefreshRequest, RefreshRevocation,
+    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest,
+    RefreshRevocation,
 };
 use crate::session::UnixMillis;
 use crate::session::{
@@ -16,7 +17,7 @@ use crate::session::{
 };
 use anyhow::anyhow;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use super::connection::Conn;
 use redis::{AsyncCommands, Script, Value};
 use std::sync::LazyLock;
 
@@ -101,8 +102,27 @@ impl RedisSessionStore {
         self.clock.now_ms() + self.revocation_ttl_ms
     }
 
+    /// Brings the user's users-file fingerprint up to date (`revoke_all.lua` with a
+    /// fingerprint): `None` when it was already current, else the sessions ended.
+    pub async fn sync_fingerprint(
+        &self,
+        user: &UserId,
+        fingerprint: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let n: i64 = revoke_all(&self.keys, user, fingerprint, self.until())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok((n != -1).then_some(n.max(0) as u64))
+    }
+
+    /// The per-thread connections this store opened, for `Registry::keep_alive`.
+    pub fn connection_registry(&self) -> super::connection::Registry {
+        self.conns.registry()
+    }
+
     /// This thread's multiplexed connection.
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conns.get()
     }
 
@@ -232,7 +252,7 @@ impl SessionStore for RedisSessionStore {
         Ok(n > 0)
     }
 
-    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
+    async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Listing, StoreError> {
         let flat: Vec<String> = LIST
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
@@ -242,7 +262,7 @@ impl SessionStore for RedisSessionStore {
             .await
             .map_err(store_error)?;
         let Some((current, flat)) = flat.split_first() else {
-            return Ok(Vec::new());
+            return Ok(Listing::default());
         };
         let current: u64 = current.parse().unwrap_or(0);
         let mut sessions = Vec::with_capacity(flat.len() / 2);
@@ -261,7 +281,10 @@ impl SessionStore for RedisSessionStore {
             sessions.push(Session { id, record });
         }
         sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen_at));
-        Ok(sessions)
+        Ok(Listing {
+            sessions,
+            unavailable_regions: Vec::new(),
+        })
     }
 
     async fn revoke_all(&self, user: &UserId) -> Result<u64, StoreError> {

@@ -37,7 +37,7 @@ impl Subject {
     async fn redis() -> Self {
         let redis = RedisServer::shared();
         let settings = test_settings(&redis);
-        let conns = RedisConnections::connect(&settings.redis()).await.unwrap();
+        let conns = RedisConnections::connect(&settings.home_redis()).await.unwrap();
         let clock = TestClock::new();
         let store = RedisSessionStore::new(
             conns.per_thread(),
@@ -199,7 +199,7 @@ async fn the_limit_evicts_the_least_recently_used_or_rejects(s: Subject) {
         .await;
     assert!(matches!(refused, Err(CreateError::LimitReached)));
     assert!(s.store.load(&extra).await.unwrap().is_none());
-    assert_eq!(s.store.list(&carol, now).await.unwrap().len(), 2);
+    assert_eq!(s.store.list(&carol, now).await.unwrap().sessions.len(), 2);
 }
 
 contract!(creation_refuses_a_moved_version_or_a_changed_fingerprint);
@@ -400,7 +400,7 @@ async fn a_session_stamped_below_the_users_version_is_dead_however_it_is_reached
     // second user-wide revocation after re-creating nothing): the stamp check alone kills it.
     s.store.revoke_all(&ivy).await.unwrap();
     assert!(s.store.load(&id).await.unwrap().is_none());
-    assert!(s.store.list(&ivy, now).await.unwrap().is_empty());
+    assert!(s.store.list(&ivy, now).await.unwrap().sessions.is_empty());
     assert!(matches!(
         s.store.revoke_by_refresh(&id, &h).await.unwrap(),
         RefreshRevocation::Unknown

@@ -31,6 +31,45 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
+    /// The suite's shared server: under the `regions` and `cluster` topologies, nodes built on
+    /// it get the topology's Redis layout instead (see `test_settings`).
+    shared: bool,
+}
+
+/// The Redis layout the suite runs against, from `TESSERA_TEST_TOPOLOGY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One Redis: regions `eu` (home) and `us` both on the shared server.
+    Single,
+    /// Two regions on two servers: `eu` on the shared server, `us` on a second one.
+    Regions,
+    /// A 3-primary Redis Cluster holding both regions.
+    Cluster,
+}
+
+pub fn topology() -> Topology {
+    match std::env::var("TESSERA_TEST_TOPOLOGY").as_deref() {
+        Ok("regions") => Topology::Regions,
+        Ok("cluster") => Topology::Cluster,
+        Ok("single") | Err(_) => Topology::Single,
+        Ok(other) => panic!("TESSERA_TEST_TOPOLOGY={other}: expected single, regions or cluster"),
+    }
+}
+
+/// A shared server for this process: `scripts/test` starts one for the whole run (its port in
+/// `var`); without it, one for this test process.
+fn shared_port(var: &'static str, slot: &'static std::sync::OnceLock<u16>) -> u16 {
+    *slot.get_or_init(|| {
+        if let Some(port) = std::env::var(var).ok().and_then(|p| p.parse().ok()) {
+            return port;
+        }
+        let mut own = RedisServer::start();
+        let port = own.port;
+        // Kept running for the rest of this process (the watchdog ends it with us).
+        own.child.take();
+        own.dir = PathBuf::new();
+        port
+    })
 }
 
 impl RedisServer {
@@ -44,25 +83,24 @@ impl RedisServer {
     /// per test process. The handle never stops the server.
     pub fn shared() -> Self {
         static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-        let port = *PORT.get_or_init(|| {
-            if let Some(port) = std::env::var("TESSERA_TEST_REDIS_PORT")
-                .ok()
-                .and_then(|p| p.parse().ok())
-            {
-                return port;
-            }
-            let mut own = Self::start();
-            let port = own.port;
-            // Kept running for the rest of this process (the watchdog ends it with us).
-            own.child.take();
-            own.dir = PathBuf::new();
-            port
-        });
         Self {
-            port,
+            port: shared_port("TESSERA_TEST_REDIS_PORT", &PORT),
             child: None,
             dir: PathBuf::new(),
             extra: Vec::new(),
+            shared: true,
+        }
+    }
+
+    /// The second region's shared server (topology `regions`).
+    pub fn shared_us() -> Self {
+        static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+        Self {
+            port: shared_port("TESSERA_TEST_REDIS_US_PORT", &PORT),
+            child: None,
+            dir: PathBuf::new(),
+            extra: Vec::new(),
+            shared: true,
         }
     }
 
@@ -75,6 +113,7 @@ impl RedisServer {
             child: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            shared: false,
         };
         server.launch();
         server
@@ -110,6 +149,14 @@ impl RedisServer {
         self.wait_ready();
     }
 
+    /// A plain connection to this very server (never the topology's cluster).
+    pub fn plain_conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -133,11 +180,23 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+    /// A connection to what nodes built on this server use: the server itself, or the shared
+    /// cluster under the `cluster` topology.
+    pub fn conn(&self) -> TestConn {
+        if self.shared && topology() == Topology::Cluster {
+            return TestConn::Cluster(
+                redis::cluster::ClusterClient::new(TestCluster::shared().urls())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap(),
+            );
+        }
+        TestConn::Single(
+            redis::Client::open(self.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
     }
 
     /// SIGKILL: the server vanishes mid-flight, as in a crash.
@@ -174,9 +233,170 @@ impl Drop for RedisServer {
     }
 }
 
+/// A sync connection to a server or to the shared cluster (tests read and change keys).
+pub enum TestConn {
+    Single(redis::Connection),
+    Cluster(redis::cluster::ClusterConnection),
+}
+
+impl redis::ConnectionLike for TestConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            TestConn::Single(c) => c.req_packed_command(cmd),
+            TestConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            TestConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            TestConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            TestConn::Single(c) => c.req_command(cmd),
+            TestConn::Cluster(c) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            TestConn::Single(c) => c.get_db(),
+            TestConn::Cluster(c) => c.get_db(),
+        }
+    }
+
+    fn supports_pipelining(&self) -> bool {
+        match self {
+            TestConn::Single(c) => c.supports_pipelining(),
+            TestConn::Cluster(c) => c.supports_pipelining(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            TestConn::Single(c) => c.check_connection(),
+            TestConn::Cluster(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            TestConn::Single(c) => c.is_open(),
+            TestConn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// A local 3-primary Redis Cluster shared by the suite: `scripts/test` starts it
+/// (`TESSERA_TEST_CLUSTER_PORTS`); without it, one per test process.
+pub struct TestCluster {
+    pub ports: Vec<u16>,
+}
+
+impl TestCluster {
+    pub fn shared() -> &'static TestCluster {
+        static CLUSTER: std::sync::OnceLock<TestCluster> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            if let Ok(ports) = std::env::var("TESSERA_TEST_CLUSTER_PORTS") {
+                return TestCluster {
+                    ports: ports.split(',').map(|p| p.parse().unwrap()).collect(),
+                };
+            }
+            Self::start(3, &[]).leak()
+        })
+    }
+
+    /// Starts `primaries` cluster-enabled servers and joins them (`redis-cli --cluster
+    /// create`); waits until every node says `cluster_state:ok`.
+    pub fn start(primaries: usize, extra: &[&str]) -> RunningCluster {
+        let mut args = vec!["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+        args.extend_from_slice(extra);
+        let servers: Vec<RedisServer> = (0..primaries)
+            .map(|_| RedisServer::start_with(&args))
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for s in &servers {
+            create.arg(format!("127.0.0.1:{}", s.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli must be installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RunningCluster { servers };
+        cluster.wait_ok();
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// `redis+cluster://h:p,h:p,h:p`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
+
+/// A cluster owned by one test (stopped on drop).
+pub struct RunningCluster {
+    pub servers: Vec<RedisServer>,
+}
+
+impl RunningCluster {
+    pub fn view(&self) -> TestCluster {
+        TestCluster {
+            ports: self.servers.iter().map(|s| s.port).collect(),
+        }
+    }
+
+    fn leak(mut self) -> TestCluster {
+        let view = self.view();
+        for s in &mut self.servers {
+            s.child.take();
+            s.dir = PathBuf::new();
+        }
+        view
+    }
+
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = self.servers.iter().all(|s| {
+                let info: redis::RedisResult<String> =
+                    redis::cmd("CLUSTER").arg("INFO").query(&mut s.plain_conn());
+                info.is_ok_and(|i| i.contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the test cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Settings for a test node: free ports, its own key prefix and keys directory, one worker.
+/// Built on the shared server, the node gets the suite's topology (`TESSERA_TEST_TOPOLOGY`).
 pub fn test_settings(redis: &RedisServer) -> Settings {
-    Settings {
+    let mut settings = Settings {
         public_addr: "127.0.0.1:0".into(),
         admin_addr: "127.0.0.1:0".into(),
         redis_url: redis.url(),
@@ -189,14 +409,24 @@ pub fn test_settings(redis: &RedisServer) -> Settings {
         audiences: vec!["billing".into()],
         keys_dir: std::env::temp_dir().join(random_name("tessera-keys-")),
         region: tessera::session::Region::parse("eu").unwrap(),
-        regions: vec![
+        regions: tessera::config::RegionsSetting::Names(vec![
             tessera::session::Region::parse("eu").unwrap(),
             tessera::session::Region::parse("us").unwrap(),
-        ],
+        ]),
         workers: Some(1),
         log_format: "pretty".into(),
         ..Settings::default()
+    };
+    if redis.shared {
+        match topology() {
+            Topology::Single => {}
+            Topology::Regions => {
+                settings.region_redis = format!("us={}", RedisServer::shared_us().url());
+            }
+            Topology::Cluster => settings.redis_url = TestCluster::shared().url(),
+        }
     }
+    settings
 }
 
 pub struct TestApp {

@@ -309,7 +309,7 @@ async fn revocations_left_in_an_outbox_by_a_crashed_node_are_swept_to_the_feed()
     assert_eq!(check_low(&app, &jwt).await.status(), 200);
 
     // A "node" that revokes (the script writes the outbox entry) and dies before flushing it.
-    let conns = tessera::store::RedisConnections::connect(&settings.redis())
+    let conns = tessera::store::RedisConnections::connect(&settings.home_redis())
         .await
         .unwrap();
     let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());

@@ -12,7 +12,7 @@ const NOW: i64 = 1_900_000_000_000;
 
 async fn store(redis: &RedisServer) -> (RedisSessionStore, KeyLayout) {
     let settings = test_settings(redis);
-    let conns = RedisConnections::connect(&settings.redis()).await.unwrap();
+    let conns = RedisConnections::connect(&settings.home_redis()).await.unwrap();
     let layout = KeyLayout::new(settings.key_prefix.clone());
     let regions = vec![Region::parse("eu").unwrap()];
     (
@@ -206,14 +206,14 @@ async fn the_user_index_expires_with_the_latest_session_and_prunes_dead_entries(
     // A record that vanished behind the index's back is pruned on the next listing.
     let _: () = conn.del(layout.session(&a)).unwrap();
     let listed = store.list(&user, now).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, b);
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.sessions[0].id, b);
     let members: Vec<String> = conn.zrange(layout.user_index(&user), 0, -1).unwrap();
     assert_eq!(members, vec![b.to_string()]);
 
     // Entries past their deadline are pruned too.
     let later = store.list(&user, now + 121_000).await.unwrap();
-    assert!(later.is_empty());
+    assert!(later.sessions.is_empty());
 }
 
 #[tokio::test]
@@ -348,7 +348,7 @@ async fn two_hundred_concurrent_creations_respect_the_limit_under_both_policies(
             ok += t.await.unwrap() as usize;
         }
         let live = store.list(&user, NOW).await.unwrap();
-        assert_eq!(live.len(), 2, "{policy:?}");
+        assert_eq!(live.sessions.len(), 2, "{policy:?}");
         match policy.on_limit {
             OnLimit::Evict => assert_eq!(ok, 200),
             OnLimit::Reject => assert_eq!(ok, 2),

@@ -117,14 +117,19 @@ pub async fn list_user_sessions(
     key.require(Scope::Sessions)?;
     state.ensure_redis_policy()?;
     let user_id = UserId::parse(&path.into_inner())?;
-    let sessions = state.service.list(&user_id, state.clock.now_ms()).await?;
-    let views: Vec<_> = sessions
+    let listing = state.service.list(&user_id, state.clock.now_ms()).await?;
+    let views: Vec<_> = listing
+        .sessions
         .iter()
         .map(|s| SessionView::new(s, false))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "user_id": user_id.as_str(), "sessions": views })))
+        .json(serde_json::json!({
+            "user_id": user_id.as_str(),
+            "sessions": views,
+            "unavailable_regions": listing.unavailable_regions,
+        })))
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use super::model::{
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
-    AccessToken, AdmitAll, CreateError, CreateRequest, MintError, NoFeed, NoPushedRevocations,
+    AccessToken, AdmitAll, CreateError, CreateRequest, Listing, MintError, NoFeed, NoPushedRevocations,
     PushedRevocations, RevocationSink, SessionStore, StoreError, SuccessorMac, TokenIssuer,
     UserGate,
 };
@@ -359,7 +359,9 @@ impl SessionService {
         let user = session.record.user_id.clone();
         let revoked = self.store.revoke(&session.id, &user).await?;
         if revoked {
-            self.feed.flush(session.id.tag()).await;
+            self.feed
+                .flush_region(session.id.region(), session.id.tag())
+                .await;
             self.audit(
                 AuditEvent::new("session_revoked", actor, self.clock.now_ms())
                     .user(user.as_str())
@@ -414,7 +416,7 @@ impl SessionService {
                 .pushed
                 .is_revoked(id.as_str(), user.as_str(), record.credential_version, now);
         if refused && self.store.revoke(id, user).await? {
-            self.feed.flush(id.tag()).await;
+            self.feed.flush_region(id.region(), id.tag()).await;
             self.audit(
                 AuditEvent::new("session_revoked", &Actor::system(), self.clock.now_ms())
                     .user(user.as_str())
@@ -516,12 +518,13 @@ impl SessionService {
         Ok(self
             .list(user, now)
             .await?
+            .sessions
             .into_iter()
             .find(|s| s.id.as_str() == id))
     }
 
-    /// The user's live sessions.
-    pub async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Vec<Session>, StoreError> {
+    /// The user's live sessions, and the regions that did not answer.
+    pub async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Listing, StoreError> {
         self.store.list(user, now).await
     }
 

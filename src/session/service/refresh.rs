@@ -95,7 +95,8 @@ impl SessionService {
             .await?;
         match outcome {
             RefreshRevocation::Revoked(user) => {
-                self.feed.flush(presented.id().tag()).await;
+                let id = presented.id();
+                self.feed.flush_region(id.region(), id.tag()).await;
                 self.audit(
                     AuditEvent::new("session_revoked", &Actor::user(user.as_str()), now)
                         .user(user.as_str())
@@ -134,7 +135,8 @@ impl SessionService {
 
     /// A reused refresh token ended its session: pushed now, and audited.
     async fn audit_reuse(&self, presented: &RefreshToken, user: &str, now: UnixMillis) {
-        self.feed.flush(presented.id().tag()).await;
+        let id = presented.id();
+        self.feed.flush_region(id.region(), id.tag()).await;
         self.audit(
             AuditEvent::new("refresh_token_reused", &Actor::system(), now)
                 .user(user)

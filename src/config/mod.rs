@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod regions;
+pub use regions::{RegionRedis, RegionTarget, RegionsSetting};
+
 /// A secret setting: `Debug` and serialization (`tessera config check`) never show it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -90,7 +93,14 @@ pub struct Settings {
     pub public_addr: String,
     /// Admin listener: loopback by default, because it mints sessions for any user.
     pub admin_addr: String,
+    /// The home region's Redis, and every region's that names none of its own. A cluster:
+    /// `redis+cluster://h:p,h:p` (or `redis_cluster = true`).
     pub redis_url: String,
+    /// `redis_url` lists the seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
+    /// A Redis per region, from the environment: `eu=redis://…,us=redis+cluster://h:p,h:p`
+    /// (adds to and overrides `[regions.<name>]`).
+    pub region_redis: String,
     pub redis_connect_timeout_ms: u64,
     /// A Redis command slower than this fails the request closed (503).
     pub redis_command_timeout_ms: u64,
@@ -118,8 +128,9 @@ pub struct Settings {
     pub kek: Option<Secret>,
     /// This node's home region: new sessions live there.
     pub region: Region,
-    /// Every region whose session ids this node accepts (defaults to the home region).
-    pub regions: Vec<Region>,
+    /// Every region of the deployment (defaults to the home region alone): a list of names
+    /// sharing `redis_url`, or `[regions.<name>]` tables with `redis_url` and `cluster`.
+    pub regions: RegionsSetting,
     pub idle_timeout_secs: i64,
     pub absolute_timeout_secs: i64,
     pub max_sessions_per_user: u32,
@@ -202,6 +213,8 @@ impl Default for Settings {
             public_addr: "127.0.0.1:8080".into(),
             admin_addr: "127.0.0.1:8081".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster: false,
+            region_redis: String::new(),
             redis_connect_timeout_ms: 1000,
             redis_command_timeout_ms: 1000,
             redis_pool_size: 8,
@@ -217,7 +230,7 @@ impl Default for Settings {
             keys_dir: PathBuf::from(".tessera/keys"),
             kek: None,
             region: Region::parse("local").expect("a valid region name"),
-            regions: Vec::new(),
+            regions: RegionsSetting::default(),
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 24 * 60 * 60,
             max_sessions_per_user: 5,
@@ -306,9 +319,12 @@ impl Settings {
             addr.parse::<std::net::SocketAddr>()
                 .map_err(|_| bad(field, format!("'{addr}' is not an IP:port address")))?;
         }
-        if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
-            return Err(bad("redis_url", "must start with redis:// or rediss://"));
+        if let Err(e) =
+            crate::store::connection::Topology::parse(&self.redis_url, self.redis_cluster)
+        {
+            return Err(bad("redis_url", e));
         }
+        self.region_targets()?;
         if let Some(key) = &self.admin_api_key {
             if key.expose().len() < 32 {
                 return Err(bad(
@@ -375,9 +391,6 @@ impl Settings {
         }
         if self.audience.is_empty() {
             return Err(bad("audience", "must not be empty"));
-        }
-        if !self.regions.is_empty() && !self.regions.contains(&self.region) {
-            return Err(bad("regions", "must include the home region `region`"));
         }
         if self.idle_timeout_secs < 1 {
             return Err(bad("idle_timeout_secs", "must be at least 1"));
@@ -466,11 +479,50 @@ impl Settings {
         self.region.clone()
     }
 
+    /// Every region, the home region first.
     pub fn known_regions(&self) -> Vec<Region> {
-        if self.regions.is_empty() {
-            vec![self.home_region()]
-        } else {
-            self.regions.clone()
+        self.region_targets()
+            .map(|t| t.into_iter().map(|t| t.region).collect())
+            .unwrap_or_else(|_| vec![self.home_region()])
+    }
+
+    /// Every region with the Redis that holds its sessions, the home region first.
+    pub fn region_targets(&self) -> anyhow::Result<Vec<RegionTarget>> {
+        regions::targets(
+            &self.region,
+            &self.regions,
+            &self.region_redis,
+            &self.redis_url,
+            self.redis_cluster,
+        )
+        .map_err(|(field, why)| {
+            anyhow::anyhow!(
+                "setting `{field}` (TESSERA_{}): {why}",
+                field.to_uppercase()
+            )
+        })
+    }
+
+    /// How long a pushed revocation lives: as long as any token it concerns can.
+    pub fn revocation_retention_ms(&self) -> i64 {
+        (crate::token::issuer::MAX_LIFETIME_SECS + self.token_leeway_secs) * 1000
+    }
+
+    /// How to reach the home region's Redis (where this node creates sessions, keeps the key
+    /// ring it rotates, its audit trail and its login state).
+    pub fn home_redis(&self) -> crate::store::RedisSettings {
+        match self.region_targets() {
+            Ok(targets) => self.redis_for(&targets[0]),
+            Err(_) => self.redis(),
+        }
+    }
+
+    /// How to reach the Redis at `target`.
+    pub fn redis_for(&self, target: &RegionTarget) -> crate::store::RedisSettings {
+        crate::store::RedisSettings {
+            url: target.url.clone(),
+            cluster: target.cluster,
+            ..self.redis()
         }
     }
 
@@ -523,6 +575,7 @@ impl Settings {
     pub fn redis(&self) -> crate::store::RedisSettings {
         crate::store::RedisSettings {
             url: self.redis_url.clone(),
+            cluster: self.redis_cluster,
             connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms),
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             pool_size: self.redis_pool_size,
@@ -534,6 +587,21 @@ impl Settings {
     pub fn redacted(&self) -> String {
         let mut copy = self.clone();
         copy.redis_url = crate::store::connection::redact_url(&copy.redis_url);
+        copy.region_redis = regions::parse_region_redis(&copy.region_redis)
+            .map(|list| {
+                list.iter()
+                    .map(|(r, url)| format!("{r}={}", crate::store::connection::redact_url(url)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_else(|_| "<invalid>".into());
+        if let RegionsSetting::Table(table) = &mut copy.regions {
+            for entry in table.values_mut() {
+                if let Some(url) = &mut entry.redis_url {
+                    *url = crate::store::connection::redact_url(url);
+                }
+            }
+        }
         serde_json::to_string_pretty(&copy).unwrap_or_default()
     }
 }
@@ -568,7 +636,7 @@ mod tests {
             .contains("admin_api_key"));
 
         let s = Settings {
-            regions: vec![Region::parse("eu").unwrap()],
+            regions: RegionsSetting::Names(vec![Region::parse("eu").unwrap()]),
             region: Region::parse("us").unwrap(),
             ..Settings::default()
         };

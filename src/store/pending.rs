@@ -1,0 +1,186 @@
+//! Changes meant for a region that did not answer, kept durably until it answers again.
+//!
+//! A revoke-all, an erasure, a users-file change or a limit eviction acts in every region. When
+//! a region's Redis does not answer, the part meant for it is appended to
+//! `tsr:pending:<region>` in the home region's Redis (so it survives this node), and its effect
+//! on tokens is pushed at once on the home region's feed, which every node follows. A task on
+//! every node delivers what its home region holds, oldest first, and removes an entry only
+//! after the target region carried it out: nothing acknowledged is lost, and delivering twice
+//! is harmless (every operation is idempotent in effect).
+
+use super::connection::Conn;
+use super::keys::KeyLayout;
+use super::revocations::RedisFeed;
+use super::store_error;
+use crate::clock::SharedClock;
+use crate::revocation::Revocation;
+use crate::session::{Region, StoreError};
+use redis::AsyncCommands;
+
+/// One change waiting for its region.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PendingOp {
+    /// End every session of the user there and move its credential version.
+    RevokeAll { user: String },
+    /// Erase the user there.
+    Erase { user: String },
+    /// End one session (evicted by the limit across regions).
+    Revoke { sid: String, user: String },
+    /// Bring the user's users-file fingerprint there up to date (ending sessions of an old
+    /// entry).
+    Sync { user: String, fingerprint: String },
+}
+
+impl PendingOp {
+    /// What the feed must refuse from now on, until the region has carried the change out.
+    fn immediate_effect(&self, target: &Region, now: i64, until: i64) -> Revocation {
+        match self {
+            PendingOp::Revoke { sid, .. } => Revocation::Session {
+                sid: sid.clone(),
+                until,
+            },
+            PendingOp::RevokeAll { user }
+            | PendingOp::Erase { user }
+            | PendingOp::Sync { user, .. } => Revocation::User {
+                user: user.clone(),
+                // Versions are Redis milliseconds: every session there that exists now was
+                // stamped below this (up to the clock skew between the two Redis servers).
+                min_version: now.max(0) as u64,
+                until,
+                region: Some(target.as_str().to_owned()),
+            },
+        }
+    }
+}
+
+/// Parks changes in the home region's Redis.
+#[derive(Clone)]
+pub struct Pending {
+    conn: Conn,
+    keys: KeyLayout,
+    feed: RedisFeed,
+    clock: SharedClock,
+}
+
+impl Pending {
+    pub fn new(conn: Conn, keys: KeyLayout, feed: RedisFeed, clock: SharedClock) -> Self {
+        Self {
+            conn,
+            keys,
+            feed,
+            clock,
+        }
+    }
+
+    /// Keeps `op` for `target` (durably, before answering) and pushes its effect on tokens.
+    /// An error means nothing was kept: the caller must not acknowledge.
+    pub async fn park(&self, target: &Region, op: PendingOp) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&op).map_err(|e| StoreError::Other(e.into()))?;
+        let _: i64 = self
+            .conn
+            .clone()
+            .rpush(self.keys.pending(target.as_str()), json)
+            .await
+            .map_err(store_error)?;
+        metrics::counter!("tessera_pending_parked_total", "region" => target.as_str().to_owned())
+            .increment(1);
+        tracing::warn!(region = %target, op = ?op_kind(&op), "region unreachable: change kept until it answers");
+        let now = self.clock.now_ms();
+        let effect = op.immediate_effect(target, now, now + self.feed.retention_ms());
+        if let Err(e) = self.feed.publish(&effect).await {
+            // Kept durably all the same; the delivery will push it from the region itself.
+            tracing::warn!(error = %e, "cannot push a pending change's effect on tokens");
+        }
+        Ok(())
+    }
+
+    /// How many changes wait for `target`.
+    pub async fn waiting(&self, target: &Region) -> Result<usize, StoreError> {
+        self.conn
+            .clone()
+            .llen(self.keys.pending(target.as_str()))
+            .await
+            .map_err(store_error)
+    }
+
+    /// Delivers what waits for `target`, oldest first, with `apply`; stops at the first
+    /// failure (the region is still away) and tries again on the next call.
+    pub async fn deliver<F, Fut>(&self, target: &Region, apply: F) -> usize
+    where
+        F: Fn(PendingOp) -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let key = self.keys.pending(target.as_str());
+        let mut conn = self.conn.clone();
+        let mut delivered = 0;
+        loop {
+            let head: Option<String> = match conn.lindex(&key, 0).await {
+                Ok(h) => h,
+                Err(_) => return delivered,
+            };
+            let Some(raw) = head else {
+                return delivered;
+            };
+            match serde_json::from_str::<PendingOp>(&raw) {
+                Ok(op) => {
+                    if let Err(e) = apply(op).await {
+                        tracing::debug!(region = %target, error = %e, "pending change not delivered yet");
+                        return delivered;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "unreadable pending change dropped"),
+            }
+            // Only the entry just carried out (another node may have delivered it already).
+            let removed: redis::RedisResult<i64> = conn.lrem(&key, 1, &raw).await;
+            if removed.is_err() {
+                return delivered;
+            }
+            delivered += 1;
+            metrics::counter!("tessera_pending_delivered_total", "region" => target.as_str().to_owned())
+                .increment(1);
+        }
+    }
+}
+
+fn op_kind(op: &PendingOp) -> &'static str {
+    match op {
+        PendingOp::RevokeAll { .. } => "revoke_all",
+        PendingOp::Erase { .. } => "erase",
+        PendingOp::Revoke { .. } => "revoke",
+        PendingOp::Sync { .. } => "sync",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_change_refuses_tokens_of_its_region_at_once() {
+        let us = Region::parse("us").unwrap();
+        let all = PendingOp::RevokeAll { user: "u".into() };
+        assert_eq!(
+            all.immediate_effect(&us, 1_000, 9_000),
+            Revocation::User {
+                user: "u".into(),
+                min_version: 1_000,
+                until: 9_000,
+                region: Some("us".into())
+            }
+        );
+        let one = PendingOp::Revoke {
+            sid: "v1_us_abcd_x".into(),
+            user: "u".into(),
+        };
+        assert_eq!(
+            one.immediate_effect(&us, 1_000, 9_000),
+            Revocation::Session {
+                sid: "v1_us_abcd_x".into(),
+                until: 9_000
+            }
+        );
+        let json = serde_json::to_string(&all).unwrap();
+        assert_eq!(json, r#"{"op":"revoke_all","user":"u"}"#);
+    }
+}
