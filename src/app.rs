@@ -57,16 +57,13 @@ impl Application {
             &settings.keys_dir,
             true,
         )?;
-        let other_pools: Vec<_> = links[1..].iter().map(|l| l.redis.pool.clone()).collect();
-        let (ring, created) = store::keyring::load_or_create(
-            &redis.pool,
-            &other_pools,
-            &layout,
-            &kek,
-            settings.signing(),
-            clock.now_ms(),
-        )
-        .await?;
+        let pools = crate::signing::SigningKeys::ring_region_first(
+            links
+                .iter()
+                .map(|l| (l.region.clone(), l.redis.pool.clone()))
+                .collect(),
+        );
+        let (ring, created) = load_ring(&pools, &layout, &kek, &settings, clock.now_ms()).await?;
         let opened = ring.open(&kek)?;
         let keys = ActiveKeys::from_ring(&opened, clock.now_ms())?;
         tracing::info!(
@@ -80,10 +77,7 @@ impl Application {
         let kek = Arc::new(kek);
         let token_cache = Arc::new(crate::token::cache::VerifiedCache::new(100_000));
         let signing = Arc::new(crate::signing::SigningKeys::new(
-            links
-                .iter()
-                .map(|l| (l.region.clone(), l.redis.pool.clone()))
-                .collect(),
+            pools,
             layout.clone(),
             kek.clone(),
             issuer.clone(),
@@ -383,6 +377,32 @@ pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<Session
         Arc::new(AtomicBool::new(true)),
     )
     .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
+}
+
+/// The ring from the ring region (created there on the very first start); while that region is
+/// away, from the first copy another region holds.
+async fn load_ring(
+    pools: &[(crate::session::Region, store::connection::Pool)],
+    layout: &KeyLayout,
+    kek: &Kek,
+    settings: &Settings,
+    now: i64,
+) -> anyhow::Result<(crate::token::StoredRing, bool)> {
+    let (ring_region, pool) = &pools[0];
+    let error =
+        match store::keyring::load_or_create(pool, layout, kek, settings.signing(), now).await {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+    for (region, copy) in &pools[1..] {
+        if let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await {
+            tracing::warn!(ring_region = %ring_region, copy = %region, error = %format!("{error:#}"), "the ring region does not answer: starting from a copy");
+            return Ok((ring, false));
+        }
+    }
+    Err(error.context(format!(
+        "the key ring lives in region '{ring_region}', which does not answer, and no region holds a copy"
+    )))
 }
 
 /// Connects to every region's Redis: the home region at once (a node without it cannot

@@ -2,12 +2,12 @@
 //! the admin API and the schedule; the CLI calls the same `store::keyring::rotate`), keeps it
 //! whole after a data loss, and installs whatever ring Redis holds into the issuer.
 //!
-//! Every region's Redis holds a copy of the ring. A rotation is a compare-and-set on the home
-//! region's copy; `keep_whole` merges every region's copy into the held ring and writes the
-//! union back to each copy that lacks a key, every 2 s, so a new key reaches every region
-//! within two passes, long before it signs (it is published `jwks_cache_secs` ahead). A region
-//! that does not answer keeps its last copy and catches up when it answers; minting never
-//! waits for any region.
+//! With several regions, the ring lives in the *ring region* (the first region by name): every
+//! rotation is a compare-and-set there, and every node installs what it holds. Every other
+//! region keeps a copy, which `keep_whole` overwrites (never merges) every 2 s when it differs,
+//! so a node can start from its own region's copy while the ring region is away. A rotation
+//! reaches every node within 2 s, long before its key signs (it is published `jwks_cache_secs`
+//! ahead). Ring region away: rotation answers 503, minting goes on with the keys held.
 
 use crate::clock::SharedClock;
 use crate::store::keyring::{self, Reconciled, RotationConflict, RotationPolicy};
@@ -28,7 +28,7 @@ pub enum RotateError {
 }
 
 pub struct SigningKeys {
-    /// Every region's out-of-band connections, the home region first.
+    /// Every region's out-of-band connections, the ring region first.
     pools: Vec<(crate::session::Region, crate::store::connection::Pool)>,
     layout: KeyLayout,
     kek: Arc<Kek>,
@@ -67,12 +67,20 @@ impl SigningKeys {
         }
     }
 
+    /// Orders `pools` (one per Redis) with the ring region first: the first by name.
+    pub fn ring_region_first(
+        mut pools: Vec<(crate::session::Region, crate::store::connection::Pool)>,
+    ) -> Vec<(crate::session::Region, crate::store::connection::Pool)> {
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        pools
+    }
+
     /// A new key, published now and signing after the JWKS cache lifetime; installed here at
     /// once (other nodes pick it up within `KEYRING_EVERY`).
     pub async fn rotate(&self) -> Result<StoredRing, RotateError> {
         let now = self.clock.now_ms();
-        let home = &self.pools[0].1;
-        let ring = keyring::rotate(home, &self.layout, &self.kek, &self.policy, now)
+        let ring_region = &self.pools[0].1;
+        let ring = keyring::rotate(ring_region, &self.layout, &self.kek, &self.policy, now)
             .await
             .map_err(|e| {
                 if e.is::<RotationConflict>() {
@@ -106,33 +114,37 @@ impl SigningKeys {
     /// meanwhile. A missing or unreadable ring never stops minting with the keys held.
     pub async fn keep_whole(&self) {
         let now = self.clock.now_ms();
-        let mut ring = self.held();
-        for (i, (region, pool)) in self.pools.iter().enumerate() {
-            let reconciled = match keyring::reconcile(pool, &self.layout, &ring, now).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(region = %region, error = %format!("{e:#}"), "cannot reconcile the key ring");
-                    continue;
-                }
-            };
-            match (&reconciled, i) {
-                (Reconciled::Restored(_), 0) => tracing::error!(
-                    "the key ring was missing from Redis (data lost?); restored this node's copy"
-                ),
-                (Reconciled::Merged(_), 0) => tracing::error!(
-                    "another node created a new key ring after a data loss; merged this node's keys into it"
-                ),
-                (Reconciled::Restored(_) | Reconciled::Merged(_), _) => {
-                    tracing::info!(region = %region, "key ring copied to another region")
-                }
-                (Reconciled::Current(_), _) => {}
+        let held = self.held();
+        let (ring_region, pool) = &self.pools[0];
+        let reconciled = match keyring::reconcile(pool, &self.layout, &held, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(region = %ring_region, error = %format!("{e:#}"), "cannot reconcile the key ring");
+                return;
             }
-            ring = reconciled.ring().clone();
+        };
+        match &reconciled {
+            Reconciled::Restored(_) => tracing::error!(
+                "the key ring was missing from Redis (data lost?); restored this node's copy"
+            ),
+            Reconciled::Merged(_) => tracing::error!(
+                "another node created a new key ring after a data loss; merged this node's keys into it"
+            ),
+            Reconciled::Current(_) => {}
+        }
+        let ring = reconciled.ring();
+        for (region, copy) in &self.pools[1..] {
+            match keyring::copy_to(copy, &self.layout, ring).await {
+                Ok(true) => tracing::info!(region = %region, "key ring copied to the region"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(region = %region, error = %format!("{e:#}"), "key ring copy not updated")
+                }
+            }
         }
         // Opening the keys and flushing the token cache every 2 s for nothing would be waste:
         // install only when the ring changed or its schedule moved since the last install.
         let (held, installed_at) = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let ring = &ring;
         if *ring == held && !ring.schedule_moved(installed_at, now) {
             return;
         }

@@ -146,9 +146,10 @@ mod tests {
 
     #[test]
     fn the_environment_list_keeps_cluster_node_lists_whole() {
-        let parsed =
-            parse_region_redis("eu=redis://:p=w@a:1, us=redis+cluster://b:1,c:2,d:3,ap=rediss://e:4")
-                .unwrap();
+        let parsed = parse_region_redis(
+            "eu=redis://:p=w@a:1, us=redis+cluster://b:1,c:2,d:3,ap=rediss://e:4",
+        )
+        .unwrap();
         assert_eq!(
             parsed,
             vec![
@@ -157,7 +158,9 @@ mod tests {
                 (region("ap"), "rediss://e:4".to_owned()),
             ]
         );
-        assert!(parse_region_redis("redis://a:1").unwrap_err().contains("<region>="));
+        assert!(parse_region_redis("redis://a:1")
+            .unwrap_err()
+            .contains("<region>="));
         assert!(parse_region_redis("eu=redis://a,eu=redis://b")
             .unwrap_err()
             .contains("twice"));
@@ -194,8 +197,14 @@ mod tests {
         assert_eq!(env.len(), 2);
         assert_eq!(env[0].url, "redis://e:1");
 
-        let alone = targets(&region("eu"), &RegionsSetting::default(), "", "redis://b:1", false)
-            .unwrap();
+        let alone = targets(
+            &region("eu"),
+            &RegionsSetting::default(),
+            "",
+            "redis://b:1",
+            false,
+        )
+        .unwrap();
         assert_eq!(alone.len(), 1);
 
         let missing_home = targets(

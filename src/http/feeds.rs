@@ -1,8 +1,10 @@
 //! Server-sent event streams on the admin listener:
 //!
-//! * `GET /admin/revocations` (scope `revocations`): the revocation feed for embedded verifiers
-//!   in other services, who never get Redis credentials. Each event carries its stream id, so a
-//!   client resumes with `Last-Event-ID` (or `?after=`); heartbeats arrive every second.
+//! * `GET /admin/revocations` (scope `revocations`): the revocation feeds of every region, on one
+//!   stream, for embedded verifiers in other services, who never get Redis credentials. Each
+//!   event's id says where the stream stands in every feed (`<ms>-<seq>` with one feed,
+//!   `eu=<ms>-<seq>,us=<ms>-<seq>` with several), so a client resumes with `Last-Event-ID` (or
+//!   `?after=`); heartbeats arrive every second.
 //! * `GET /admin/events` (scope `audit`): session lifecycle events for SIEMs and webhook relays,
 //!   resumable the same way.
 
@@ -28,7 +30,7 @@ pub struct Resume {
 }
 
 /// Where to resume: `Last-Event-ID` wins over `?after=`; both must be stream ids.
-fn resume_point(req: &HttpRequest, query: &Resume) -> Result<Option<String>, ApiError> {
+fn resume_point(req: &HttpRequest, query: &Resume) -> Result<Option<Cursor>, ApiError> {
     let raw = req
         .headers()
         .get("last-event-id")
@@ -37,17 +39,73 @@ fn resume_point(req: &HttpRequest, query: &Resume) -> Result<Option<String>, Api
         .or_else(|| query.after.clone());
     match raw {
         None => Ok(None),
-        Some(id) if stream_id(&id).is_some() => Ok(Some(id)),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_event_id",
-            "event ids look like 1700000000000-0",
-        )),
+        Some(id) => Cursor::parse(&id).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_event_id",
+                "event ids look like 1700000000000-0, or eu=1700000000000-0,us=1700000000000-0",
+            )
+        }),
     }
 }
 
 fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Where a follower stands in each region's feed. A bare id (from a one-feed deployment, or
+/// the audit stream) stands for the same point in every feed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    every: Option<(u64, u64)>,
+    at: std::collections::BTreeMap<String, (u64, u64)>,
+}
+
+impl Cursor {
+    fn parse(raw: &str) -> Option<Self> {
+        if let Some(id) = stream_id(raw) {
+            return Some(Self {
+                every: Some(id),
+                ..Self::default()
+            });
+        }
+        let mut at = std::collections::BTreeMap::new();
+        for part in raw.split(',') {
+            let (region, id) = part.split_once('=')?;
+            crate::session::Region::parse(region).ok()?;
+            at.insert(region.to_owned(), stream_id(id)?);
+        }
+        (!at.is_empty()).then_some(Self { every: None, at })
+    }
+
+    fn position(&self, feed: &str) -> Option<(u64, u64)> {
+        self.at.get(feed).copied().or(self.every)
+    }
+
+    /// Moves past `entry`; false when it was already passed (sent from the backlog).
+    fn advance(&mut self, entry: &FeedEntry) -> bool {
+        let Some(id) = stream_id(&entry.id) else {
+            return true;
+        };
+        if self.position(&entry.region).is_some_and(|at| id <= at) {
+            return false;
+        }
+        self.at.insert(entry.region.clone(), id);
+        true
+    }
+
+    /// The id of the event just passed: bare with one feed, per feed with several.
+    fn encode(&self, feeds: &[String]) -> String {
+        let show = |(ms, seq): (u64, u64)| format!("{ms}-{seq}");
+        if let [only] = feeds {
+            return self.position(only).map(show).unwrap_or_default();
+        }
+        feeds
+            .iter()
+            .filter_map(|f| self.position(f).map(|p| format!("{f}={}", show(p))))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 fn sse(body: impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static) -> HttpResponse {
@@ -58,17 +116,17 @@ fn sse(body: impl Stream<Item = Result<Bytes, actix_web::Error>> + 'static) -> H
         .streaming(body)
 }
 
-fn revocation_event((id, entry): &FeedEntry) -> Bytes {
-    let kind = match entry {
+fn revocation_event(event_id: &str, entry: &FeedEntry) -> Bytes {
+    let kind = match entry.entry {
         Revocation::Heartbeat { .. } => "heartbeat",
         _ => "revocation",
     };
-    let data = serde_json::to_string(entry).unwrap_or_default();
-    Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"))
+    let data = serde_json::to_string(&entry.entry).unwrap_or_default();
+    Bytes::from(format!("id: {event_id}\nevent: {kind}\ndata: {data}\n\n"))
 }
 
-/// `GET /admin/revocations`: backlog since the resume point (or everything still retained),
-/// then live entries as this node's follower sees them.
+/// `GET /admin/revocations`: what every region's feed still holds after the resume point,
+/// then live entries as nodes push them.
 pub async fn revocations(
     key: AdminKey,
     req: HttpRequest,
@@ -76,45 +134,48 @@ pub async fn revocations(
     query: web::Query<Resume>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Revocations)?;
-    let after = resume_point(&req, &query)?;
-    // Subscribe before reading the backlog so nothing falls between the two.
+    let cursor = resume_point(&req, &query)?.unwrap_or_default();
     let live = state.feed_tx.subscribe();
-    let backlog: VecDeque<FeedEntry> = state.feed.backlog(after.as_deref(), 100_000).await?.into();
-    let last = backlog.back().map(|(id, _)| id.clone()).or(after);
+    let links = state.regional.links();
+    let feeds: Vec<String> = links.iter().map(|l| l.region.to_string()).collect();
+    let mut backlog = Vec::new();
+    for link in links {
+        let after = cursor
+            .position(link.region.as_str())
+            .map(|(ms, seq)| format!("{ms}-{seq}"));
+        backlog.extend(link.feed.backlog(after.as_deref(), 100_000).await?);
+    }
+    backlog.sort_by_key(|e| stream_id(&e.id));
+    let backlog: VecDeque<FeedEntry> = backlog.into();
     let stream = stream::unfold(
-        (backlog, live, last.and_then(|l| stream_id(&l))),
-        |(mut backlog, mut live, mut last)| async move {
+        (backlog, live, cursor, feeds),
+        |(mut backlog, mut live, mut cursor, feeds)| async move {
             loop {
-                if let Some(entry) = backlog.pop_front() {
-                    return Some((Ok(revocation_event(&entry)), (backlog, live, last)));
-                }
-                match live.recv().await {
-                    Ok(entry) => {
-                        let id = stream_id(&entry.0);
-                        if id.is_some() && last.is_some() && id <= last {
-                            continue; // already sent from the backlog
+                let entry = match backlog.pop_front() {
+                    Some(entry) => entry,
+                    None => match live.recv().await {
+                        Ok(entry) => entry,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                skipped = n,
+                                "revocation SSE client lagged; closing so it resumes"
+                            );
+                            return None;
                         }
-                        last = id.or(last);
-                        return Some((Ok(revocation_event(&entry)), (backlog, live, last)));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        // The client fell behind the buffer: end the stream; it resumes from
-                        // its last id and gets the gap from the backlog.
-                        tracing::warn!(
-                            skipped = n,
-                            "revocation SSE client lagged; closing so it resumes"
-                        );
-                        return None;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                };
+                if !cursor.advance(&entry) {
+                    continue; // already sent from the backlog
                 }
+                let event = revocation_event(&cursor.encode(&feeds), &entry);
+                return Some((Ok(event), (backlog, live, cursor, feeds)));
             }
         },
     );
     Ok(sse(stream))
 }
 
-/// Event types streamed by `/admin/events`.
 const SESSION_EVENTS: &[&str] = &[
     "session_created",
     "session_revoked",
@@ -135,7 +196,9 @@ pub async fn events(
     query: web::Query<Resume>,
 ) -> Result<HttpResponse, ApiError> {
     key.require(Scope::Audit)?;
-    let after = resume_point(&req, &query)?;
+    let after = resume_point(&req, &query)?
+        .and_then(|c| c.every)
+        .map(|(ms, seq)| format!("{ms}-{seq}"));
     let audit = state.audit.clone();
     let stream = stream::unfold((after, 0u32), move |(mut after, mut idle)| {
         let audit = audit.clone();
@@ -171,4 +234,38 @@ pub async fn events(
         }
     });
     Ok(sse(stream.boxed_local()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(region: &str, id: &str) -> FeedEntry {
+        FeedEntry {
+            region: region.into(),
+            id: id.into(),
+            entry: Revocation::Heartbeat { at: 0 },
+        }
+    }
+
+    #[test]
+    fn a_cursor_resumes_each_feed_where_it_stood() {
+        let feeds = ["eu".to_owned(), "us".to_owned()];
+        let mut cursor = Cursor::parse("5-0").unwrap();
+        assert!(!cursor.advance(&entry("us", "4-9")), "before the bare id");
+        assert!(cursor.advance(&entry("eu", "7-0")));
+        assert_eq!(cursor.encode(&feeds), "eu=7-0,us=5-0");
+        let resumed = Cursor::parse(&cursor.encode(&feeds)).unwrap();
+        assert_eq!(resumed.position("eu"), Some((7, 0)));
+        assert_eq!(resumed.position("us"), Some((5, 0)));
+        assert!(!cursor.clone().advance(&entry("eu", "6-3")));
+        assert!(
+            cursor.advance(&entry("us", "6-0")),
+            "feeds move independently"
+        );
+        assert_eq!(cursor.encode(&feeds[..1]), "7-0", "one feed: a bare id");
+        for bad in ["", "x", "eu=", "EU=1-0", "eu=1-0,us"] {
+            assert!(Cursor::parse(bad).is_none(), "{bad}");
+        }
+    }
 }

@@ -66,7 +66,9 @@ impl fmt::Display for UserId {
 
 /// A region name: 1–32 characters of `[a-z0-9-]`, so it can sit between `_` separators.
 /// Settings deserialize straight into it (an invalid name is refused while reading them).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Region(String);
 

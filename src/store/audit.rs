@@ -2,11 +2,11 @@
 //! a retention TTL) so a per-user query reads only that user's events, never the whole stream.
 //! (A stream per user would cost ~4.5 KB of Redis memory per user; a short list costs bytes.)
 
+use super::connection::Conn;
 use super::keys::KeyLayout;
 use crate::audit::{self, AuditEvent, Auditor};
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
-use super::connection::Conn;
 use redis::streams::StreamRangeReply;
 
 /// Events kept in the global stream (approximate trimming).

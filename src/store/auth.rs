@@ -1,5 +1,6 @@
 //! `AuthStore` on Redis: login throttling, MFA tickets, TOTP replay protection, fingerprints.
 
+use super::connection::Conn;
 use super::keys::KeyLayout;
 use super::store_error;
 use crate::authn::limits::Schedule;
@@ -8,7 +9,6 @@ use crate::clock::SharedClock;
 use crate::session::{StoreError, UserId};
 use anyhow::anyhow;
 use async_trait::async_trait;
-use super::connection::Conn;
 use redis::{AsyncCommands, Script};
 use std::sync::LazyLock;
 
@@ -34,12 +34,7 @@ pub struct RedisAuthStore {
 }
 
 impl RedisAuthStore {
-    pub fn new(
-        conn: Conn,
-        keys: KeyLayout,
-        revocation_ttl_ms: i64,
-        clock: SharedClock,
-    ) -> Self {
+    pub fn new(conn: Conn, keys: KeyLayout, revocation_ttl_ms: i64, clock: SharedClock) -> Self {
         Self {
             conn,
             keys,

@@ -44,17 +44,16 @@ impl Topology {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or("must start with redis://, rediss://, redis+cluster:// or rediss+cluster://")?;
-        let (scheme, is_cluster) = match scheme {
-            "redis" | "rediss" => (scheme, cluster),
-            "redis+cluster" => ("redis", true),
-            "rediss+cluster" => ("rediss", true),
-            _ => {
-                return Err(
+        let (scheme, is_cluster) =
+            match scheme {
+                "redis" | "rediss" => (scheme, cluster),
+                "redis+cluster" => ("redis", true),
+                "rediss+cluster" => ("rediss", true),
+                _ => return Err(
                     "must start with redis://, rediss://, redis+cluster:// or rediss+cluster://"
                         .into(),
-                )
-            }
-        };
+                ),
+            };
         if !is_cluster {
             if rest.contains(',') {
                 return Err("lists several hosts: use redis+cluster:// (or cluster = true) for a Redis Cluster".into());
@@ -117,7 +116,9 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) | Conn::Node(c, _, _) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) | Conn::Node(c, _, _) => {
+                c.req_packed_commands(pipeline, offset, count)
+            }
         }
     }
 
@@ -133,7 +134,7 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 enum Opener {
     Single {
-        client: redis::Client,
+        client: Box<redis::Client>,
         config: ConnectionManagerConfig,
     },
     Cluster {
@@ -268,7 +269,10 @@ impl RedisConnections {
                     .context("cannot build the Redis connection pool")?;
                 Ok(Self {
                     conn: Conn::Single(manager),
-                    opener: Opener::Single { client, config },
+                    opener: Opener::Single {
+                        client: Box::new(client),
+                        config,
+                    },
                     pool: Pool::Single(pool),
                 })
             }
@@ -319,7 +323,7 @@ impl RedisConnections {
             Opener::Single { client, config } => {
                 let config = config.clone().set_response_timeout(Some(response));
                 Ok(Conn::Single(
-                    ConnectionManager::new_with_config(client.clone(), config)
+                    ConnectionManager::new_with_config((**client).clone(), config)
                         .await
                         .context("cannot open a dedicated Redis connection")?,
                 ))
@@ -466,7 +470,7 @@ impl PerThread {
             if let Some(conn) = local.get(&self.id) {
                 return Conn::Single(conn.clone());
             }
-            match ConnectionManager::new_lazy_with_config(client.clone(), config.clone()) {
+            match ConnectionManager::new_lazy_with_config((**client).clone(), config.clone()) {
                 Ok(conn) => {
                     self.registry.register(conn.clone());
                     local.insert(self.id, conn.clone());

@@ -5,9 +5,7 @@ use anyhow::{anyhow, Context};
 /// Reads `maxmemory_policy` from `INFO memory` (works where `CONFIG` is disabled, as on most
 /// managed Redis offerings) on every primary; answers the first that is not `noeviction`, so
 /// one misconfigured cluster node is enough to refuse.
-pub async fn maxmemory_policy(
-    redis: &crate::store::RedisConnections,
-) -> anyhow::Result<String> {
+pub async fn maxmemory_policy(redis: &crate::store::RedisConnections) -> anyhow::Result<String> {
     let mut policy = String::new();
     for mut conn in redis.primaries().await? {
         let info: String = redis::cmd("INFO")

@@ -6,37 +6,22 @@ use anyhow::Context;
 use redis::AsyncCommands;
 
 /// Loads the ring, creating it if no node has yet. Returns the ring and whether we created it.
-/// A region that has no ring yet adopts another region's (`elsewhere`, tried in order; those
-/// that do not answer are skipped), so a new region never starts signing with a key the
-/// others do not publish.
 pub async fn load_or_create(
     pool: &crate::store::connection::Pool,
-    elsewhere: &[crate::store::connection::Pool],
     keys: &KeyLayout,
     kek: &Kek,
     alg: SigningAlg,
     now: i64,
 ) -> anyhow::Result<(StoredRing, bool)> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     if let Some(ring) = load(&mut conn, &key).await? {
         return Ok((ring, false));
     }
-    let mut adopted = None;
-    for other in elsewhere {
-        let Ok(mut conn) = other.get().await else {
-            continue;
-        };
-        if let Ok(Some(ring)) = load(&mut conn, &key).await {
-            adopted = Some(ring);
-            break;
-        }
-    }
-    let is_new = adopted.is_none();
-    let fresh = match adopted {
-        Some(ring) => ring,
-        None => StoredRing::first(alg, kek, now)?,
-    };
+    let fresh = StoredRing::first(alg, kek, now)?;
     let created: bool = redis::cmd("SET")
         .arg(&key)
         .arg(serde_json::to_string(&fresh)?)
@@ -46,7 +31,7 @@ pub async fn load_or_create(
         .context("cannot store the key ring")?
         .is_some();
     if created {
-        return Ok((fresh, is_new));
+        return Ok((fresh, true));
     }
     // Another node won the race: use its ring.
     let ring = load(&mut conn, &key)
@@ -80,7 +65,10 @@ pub async fn rotate(
     policy: &RotationPolicy,
     now: i64,
 ) -> anyhow::Result<StoredRing> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
     let raw = raw.context("there is no key ring to rotate yet: start a node first")?;
@@ -129,7 +117,10 @@ pub async fn reconcile(
     held: &StoredRing,
     now: i64,
 ) -> anyhow::Result<Reconciled> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     let key = keys.keyring();
     for _ in 0..5 {
         let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
@@ -176,12 +167,41 @@ async fn compare_and_set(
     Ok(swapped == 1)
 }
 
+/// Makes `pool`'s copy of the ring equal to `ring` (another region's copy, kept for nodes that
+/// start while the ring's own region is away). True when it had to be written.
+pub async fn copy_to(
+    pool: &crate::store::connection::Pool,
+    keys: &KeyLayout,
+    ring: &StoredRing,
+) -> anyhow::Result<bool> {
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
+    let json = serde_json::to_string(ring)?;
+    let current: Option<String> = conn
+        .get(keys.keyring())
+        .await
+        .context("cannot read the key ring copy")?;
+    if current.as_deref() == Some(json.as_str()) {
+        return Ok(false);
+    }
+    let _: () = conn
+        .set(keys.keyring(), json)
+        .await
+        .context("cannot write the key ring copy")?;
+    Ok(true)
+}
+
 /// Reads the ring as it is now (for periodic refresh after a rotation).
 pub async fn load_current(
     pool: &crate::store::connection::Pool,
     keys: &KeyLayout,
 ) -> anyhow::Result<Option<StoredRing>> {
-    let mut conn = pool.get().await.context("no Redis connection for the key ring")?;
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
     load(&mut conn, &keys.keyring()).await
 }
 

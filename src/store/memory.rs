@@ -7,8 +7,7 @@ use crate::clock::SharedClock;
 use crate::session::model::RefreshState;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest,
-    RefreshRevocation,
+    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest, RefreshRevocation,
 };
 use crate::session::{
     Acr, SecretHash, Session, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,

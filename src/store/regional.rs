@@ -24,8 +24,7 @@ use crate::session::ports::{
     RefreshRevocation, RevocationSink,
 };
 use crate::session::{
-    Acr, Region, SecretHash, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis,
-    UserId,
+    Acr, Region, SecretHash, SessionId, SessionRecord, SessionStore, StoreError, UnixMillis, UserId,
 };
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -149,9 +148,7 @@ impl RegionalStore {
                 }
                 "limit" => return Err(CreateError::LimitReached),
                 other => {
-                    return Err(
-                        StoreError::Other(anyhow!("reserve.lua answered {other:?}")).into(),
-                    )
+                    return Err(StoreError::Other(anyhow!("reserve.lua answered {other:?}")).into())
                 }
             }
         }
@@ -305,7 +302,11 @@ impl RegionalStore {
 
     /// Brings `user`'s users-file fingerprint up to date in every region but the home region
     /// (the login path syncs the home region itself); returns the sessions ended.
-    pub async fn sync_elsewhere(&self, user: &UserId, fingerprint: &str) -> Result<u64, StoreError> {
+    pub async fn sync_elsewhere(
+        &self,
+        user: &UserId,
+        fingerprint: &str,
+    ) -> Result<u64, StoreError> {
         let others = self.links[1..].iter().map(|link| async move {
             let result = link.store.sync_fingerprint(user, fingerprint).await;
             (link, result)
@@ -357,7 +358,10 @@ impl RegionalStore {
     pub async fn waiting(&self) -> Vec<(Region, Result<usize, StoreError>)> {
         let mut out = Vec::new();
         for link in self.links.iter().skip(1) {
-            out.push((link.region.clone(), self.pending.waiting(&link.region).await));
+            out.push((
+                link.region.clone(),
+                self.pending.waiting(&link.region).await,
+            ));
         }
         out
     }
@@ -387,32 +391,34 @@ impl SessionStore for RegionalStore {
         if self.links.len() == 1 {
             return self.home().store.create(request).await;
         }
-        let evicted = self.reserve(&request).await?;
-        // The evicted end first, so the home region's own index does not evict again.
-        let mut ended = Vec::new();
+        // The session exists before its ledger entry, so an entry whose session is missing
+        // is certainly gone (never a creation still in flight), and `reserve` may forget it.
+        // The ledger alone enforces the limit: the home index must not evict on its own.
+        let unlimited = CreateRequest {
+            limit: crate::session::policy::LimitPolicy {
+                max_sessions: u32::MAX,
+                on_limit: OnLimit::Evict,
+            },
+            ..request
+        };
+        let mut created = self.home().store.create(unlimited).await?;
+        let evicted = match self.reserve(&request).await {
+            Ok(evicted) => evicted,
+            Err(e) => {
+                // Nobody holds this session's token yet: end it before answering.
+                let home = self.home();
+                if home.store.revoke(request.id, request.user).await.is_ok() {
+                    home.feed.flush(request.id.tag()).await;
+                }
+                return Err(e);
+            }
+        };
         for raw in &evicted {
             if self.end_evicted(raw, request.user).await? {
-                ended.push(raw.clone());
+                created.evicted.push(raw.clone());
             }
         }
-        match self.home().store.create(request).await {
-            Ok(mut created) => {
-                created.evicted.extend(ended);
-                Ok(created)
-            }
-            Err(e) => {
-                // Give the place back (best effort: an entry without a session is forgotten
-                // the next time the ledger is full).
-                let _: redis::RedisResult<i64> = self
-                    .owner(request.user)
-                    .redis
-                    .conn
-                    .clone()
-                    .zrem(self.keys.ledger(request.user), request.id.as_str())
-                    .await;
-                Err(e)
-            }
-        }
+        Ok(created)
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -451,11 +457,15 @@ impl SessionStore for RegionalStore {
                 Ok(Ok(part)) => listing.sessions.extend(part.sessions),
                 Ok(Err(e)) => {
                     tracing::warn!(region = %link.region, error = %e, "listing: region failed");
-                    listing.unavailable_regions.extend(link.regions.iter().cloned());
+                    listing
+                        .unavailable_regions
+                        .extend(link.regions.iter().cloned());
                 }
                 Err(_) => {
                     tracing::warn!(region = %link.region, "listing: region did not answer in time");
-                    listing.unavailable_regions.extend(link.regions.iter().cloned());
+                    listing
+                        .unavailable_regions
+                        .extend(link.regions.iter().cloned());
                 }
             }
         }

@@ -2,12 +2,12 @@
 //! with `XREAD BLOCK` on a dedicated connection (a blocking read must not sit on the shared
 //! multiplexed connection, where it would hold up every other request).
 
+use super::connection::{Conn, RedisConnections};
 use super::store_error;
 use crate::clock::SharedClock;
 use crate::revocation::{Revocation, RevokedSet};
 use crate::session::{StoreError, UnixMillis};
 use anyhow::Context;
-use super::connection::{Conn, RedisConnections};
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,8 +16,15 @@ use tokio::sync::broadcast;
 /// How long one `XREAD` blocks before looping (heartbeats arrive every second anyway).
 const BLOCK_MS: u64 = 2_000;
 
-/// An entry as read back, with its stream id (the SSE event id).
-pub type FeedEntry = (String, Revocation);
+/// An entry as read back: the feed it came from and its id there.
+#[derive(Clone, Debug)]
+pub struct FeedEntry {
+    /// The name of the feed (`tsr:rev:<region>`).
+    pub region: String,
+    /// The stream id, `<ms>-<seq>`.
+    pub id: String,
+    pub entry: Revocation,
+}
 
 #[derive(Clone)]
 pub struct RedisFeed {
@@ -105,7 +112,11 @@ impl RedisFeed {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        Ok(reply.ids.iter().filter_map(decode).collect())
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|e| decode(&self.region, e))
+            .collect())
     }
 
     async fn follower_connection(&self) -> anyhow::Result<Conn> {
@@ -119,7 +130,9 @@ impl RedisFeed {
     /// Reconnects after failures and resumes from the last id it saw.
     pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
         let mut last = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
-        set.write().unwrap_or_else(|e| e.into_inner()).expect(&self.region);
+        set.write()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect(&self.region);
         loop {
             let mut conn = match self.follower_connection().await {
                 Ok(c) => c,
@@ -155,20 +168,22 @@ impl RedisFeed {
                     .into_iter()
                     .flat_map(|r| r.keys)
                     .flat_map(|k| k.ids)
-                    .filter_map(|id| decode(&id))
-                    .map(|(id, mut entry)| {
-                        if let (Revocation::User { region, .. }, true) = (&mut entry, self.exclusive) {
+                    .filter_map(|id| decode(&self.region, &id))
+                    .map(|mut e| {
+                        if let (Revocation::User { region, .. }, true) =
+                            (&mut e.entry, self.exclusive)
+                        {
                             region.get_or_insert_with(|| self.region.clone());
                         }
-                        (id, entry)
+                        e
                     })
                     .collect();
                 {
                     let mut set = set.write().unwrap_or_else(|e| e.into_inner());
                     set.heard(&self.region, now);
-                    for (id, entry) in &entries {
-                        set.apply_from(&self.region, entry, now);
-                        last = id.clone();
+                    for e in &entries {
+                        set.apply_from(&self.region, &e.entry, now);
+                        last = e.id.clone();
                     }
                     set.prune(now);
                 }
@@ -222,7 +237,9 @@ impl RedisFeed {
                         self.sweep_node(node, &pattern).await;
                     }
                 }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "outbox sweep: cannot list the primaries"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "outbox sweep: cannot list the primaries")
+                }
             }
         }
     }
@@ -279,8 +296,11 @@ impl crate::session::ports::RevocationSink for RedisFeed {
     }
 }
 
-fn decode(entry: &redis::streams::StreamId) -> Option<FeedEntry> {
+fn decode(region: &str, entry: &redis::streams::StreamId) -> Option<FeedEntry> {
     let json: String = entry.get("e")?;
-    let parsed = serde_json::from_str(&json).ok()?;
-    Some((entry.id.clone(), parsed))
+    Some(FeedEntry {
+        region: region.to_owned(),
+        id: entry.id.clone(),
+        entry: serde_json::from_str(&json).ok()?,
+    })
 }

@@ -1,6 +1,7 @@
 //! `SessionStore` on Redis: one JSON string per session plus a per-user sorted set, changed
 //! only through the Lua scripts in `lua/` so every multi-key change is atomic.
 
+use super::connection::Conn;
 use super::connection::PerThread;
 use super::keys::KeyLayout;
 use super::record::StoredSession;
@@ -8,8 +9,7 @@ use super::store_error;
 use crate::clock::SharedClock;
 use crate::session::policy::OnLimit;
 use crate::session::ports::{
-    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest,
-    RefreshRevocation,
+    CreateError, CreateRequest, Created, Listing, RefreshOutcome, RefreshRequest, RefreshRevocation,
 };
 use crate::session::UnixMillis;
 use crate::session::{
@@ -17,7 +17,6 @@ use crate::session::{
 };
 use anyhow::anyhow;
 use async_trait::async_trait;
-use super::connection::Conn;
 use redis::{AsyncCommands, Script, Value};
 use std::sync::LazyLock;
 

@@ -37,7 +37,9 @@ impl Subject {
     async fn redis() -> Self {
         let redis = RedisServer::shared();
         let settings = test_settings(&redis);
-        let conns = RedisConnections::connect(&settings.home_redis()).await.unwrap();
+        let conns = RedisConnections::connect(&settings.home_redis())
+            .await
+            .unwrap();
         let clock = TestClock::new();
         let store = RedisSessionStore::new(
             conns.per_thread(),

@@ -184,12 +184,12 @@ impl RedisServer {
     /// cluster under the `cluster` topology.
     pub fn conn(&self) -> TestConn {
         if self.shared && topology() == Topology::Cluster {
-            return TestConn::Cluster(
+            return TestConn::Cluster(Box::new(
                 redis::cluster::ClusterClient::new(TestCluster::shared().urls())
                     .unwrap()
                     .get_connection()
                     .unwrap(),
-            );
+            ));
         }
         TestConn::Single(
             redis::Client::open(self.url())
@@ -236,7 +236,7 @@ impl Drop for RedisServer {
 /// A sync connection to a server or to the shared cluster (tests read and change keys).
 pub enum TestConn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl redis::ConnectionLike for TestConn {
@@ -350,7 +350,11 @@ impl TestCluster {
 
     /// `redis+cluster://h:p,h:p,h:p`.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
         format!("redis+cluster://{}", hosts.join(","))
     }
 }
@@ -387,7 +391,10 @@ impl RunningCluster {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "the test cluster never became ok");
+            assert!(
+                Instant::now() < deadline,
+                "the test cluster never became ok"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -14,6 +14,7 @@ mod login;
 mod oauth;
 mod openapi;
 mod refresh;
+mod regions;
 mod revocation;
 mod rotation;
 mod sessions;

@@ -103,7 +103,7 @@ fn the_cli_rotates_the_ring_in_redis() {
     let before = runtime.block_on(app.jwks());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["keys", "rotate"])
-        .env("TESSERA_REDIS_URL", redis.url())
+        .env("TESSERA_REDIS_URL", &settings.redis_url)
         .env("TESSERA_KEY_PREFIX", &settings.key_prefix)
         .env("TESSERA_KEYS_DIR", &settings.keys_dir)
         .output()

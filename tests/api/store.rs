@@ -12,7 +12,9 @@ const NOW: i64 = 1_900_000_000_000;
 
 async fn store(redis: &RedisServer) -> (RedisSessionStore, KeyLayout) {
     let settings = test_settings(redis);
-    let conns = RedisConnections::connect(&settings.home_redis()).await.unwrap();
+    let conns = RedisConnections::connect(&settings.home_redis())
+        .await
+        .unwrap();
     let layout = KeyLayout::new(settings.key_prefix.clone());
     let regions = vec![Region::parse("eu").unwrap()];
     (

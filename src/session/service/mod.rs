@@ -7,9 +7,9 @@ use super::model::{
 };
 use super::policy::{LimitPolicy, Liveness, SessionPolicy};
 use super::ports::{
-    AccessToken, AdmitAll, CreateError, CreateRequest, Listing, MintError, NoFeed, NoPushedRevocations,
-    PushedRevocations, RevocationSink, SessionStore, StoreError, SuccessorMac, TokenIssuer,
-    UserGate,
+    AccessToken, AdmitAll, CreateError, CreateRequest, Listing, MintError, NoFeed,
+    NoPushedRevocations, PushedRevocations, RevocationSink, SessionStore, StoreError, SuccessorMac,
+    TokenIssuer, UserGate,
 };
 use super::UnixMillis;
 use crate::audit::{Actor, AuditEvent, Auditor};

@@ -1,0 +1,430 @@
+//! Two regions on two `redis-server`s of the test's own (whatever the suite's topology): where
+//! sessions live, listing across regions, revocations that reach a region that was cut off,
+//! the session limit across regions and the signing keys every region shares.
+
+use crate::helpers::*;
+use redis::Commands;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tessera::config::{RegionRedis, RegionsSetting};
+use tessera::session::{Region, UserId};
+use tessera::Settings;
+
+fn region(name: &str) -> Region {
+    Region::parse(name).unwrap()
+}
+
+/// Settings for a deployment with `eu` on one server and `us` on another; `home` picks the
+/// node's home region (every node of the deployment shares prefix, keys and KEK).
+fn two_regions(eu: &RedisServer, us: &RedisServer) -> Settings {
+    let mut settings = test_settings(eu);
+    settings.redis_url = eu.url();
+    settings.regions = RegionsSetting::Table(BTreeMap::from([
+        (
+            region("eu"),
+            RegionRedis {
+                redis_url: Some(eu.url()),
+                cluster: false,
+            },
+        ),
+        (
+            region("us"),
+            RegionRedis {
+                redis_url: Some(us.url()),
+                cluster: false,
+            },
+        ),
+    ]));
+    // A stopped region costs a request this long, not the default second.
+    settings.redis_command_timeout_ms = 300;
+    settings.redis_connect_timeout_ms = 300;
+    settings
+}
+
+fn at(settings: &Settings, home: &str) -> Settings {
+    Settings {
+        region: region(home),
+        ..settings.clone()
+    }
+}
+
+fn session_key(settings: &Settings, id: &str) -> String {
+    let tag = id.split('_').nth(2).unwrap();
+    format!("{}:s:{{{tag}}}:{id}", settings.key_prefix)
+}
+
+fn exists(redis: &RedisServer, key: &str) -> bool {
+    redis.plain_conn().exists(key).unwrap()
+}
+
+async fn listed(app: &TestApp, user: &str) -> Value {
+    let response = app
+        .admin_get(&format!("/admin/users/{user}/sessions"))
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn pending(redis: &RedisServer, settings: &Settings, region: &str) -> usize {
+    redis
+        .plain_conn()
+        .llen(format!("{}:pending:{region}", settings.key_prefix))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sessions_live_in_their_home_region_and_every_node_serves_them() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    // Started second, on an empty `us` Redis: it adopts the ring `eu` created.
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+
+    let a = eu_node.create_session("alice").await;
+    let b = us_node.create_session("alice").await;
+    let (a_id, b_id) = (
+        a.session["id"].as_str().unwrap(),
+        b.session["id"].as_str().unwrap(),
+    );
+    assert!(a_id.starts_with("v1_eu_") && b_id.starts_with("v1_us_"));
+    assert!(exists(&eu, &session_key(&settings, a_id)));
+    assert!(!exists(&us, &session_key(&settings, a_id)));
+    assert!(exists(&us, &session_key(&settings, b_id)));
+    assert!(!exists(&eu, &session_key(&settings, b_id)));
+
+    // Any node serves any session by reading the Redis of the region in its id.
+    for node in [&eu_node, &us_node] {
+        for token in [&a.token, &b.token] {
+            assert_eq!(node.get_session_with_cookie(token).await.status(), 200);
+        }
+    }
+    // Listing merges both regions, at either node.
+    for node in [&eu_node, &us_node] {
+        let list = listed(node, "alice").await;
+        assert_eq!(list["sessions"].as_array().unwrap().len(), 2, "{list}");
+        assert_eq!(list["unavailable_regions"], serde_json::json!([]));
+    }
+    // One ring: the same JWKS everywhere, and a token minted in one region checks in the other.
+    assert_eq!(eu_node.jwks().await, us_node.jwks().await);
+    let jwt = us_node.access_token(&b.token).await;
+    assert_eq!(eu_node.check_jwt(&jwt).await, 200);
+}
+
+#[tokio::test]
+async fn listing_names_the_region_that_does_not_answer() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    eu_node.create_session("alice").await;
+    us_node.create_session("alice").await;
+
+    us.signal("-STOP");
+    let list = listed(&eu_node, "alice").await;
+    us.signal("-CONT");
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["sessions"][0]["id"].as_str().unwrap()[..6], *"v1_eu_");
+    assert_eq!(list["unavailable_regions"], serde_json::json!(["us"]));
+    let list = listed(&eu_node, "alice").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2, "{list}");
+}
+
+#[tokio::test]
+async fn a_revoke_all_reaches_a_region_that_was_cut_off() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let a = eu_node.create_session("alice").await;
+    let b = us_node.create_session("alice").await;
+    let b_id = b.session["id"].as_str().unwrap().to_owned();
+    let jwt_b = us_node.access_token(&b.token).await;
+    assert_eq!(eu_node.check_jwt(&jwt_b).await, 200);
+
+    us.signal("-STOP");
+    let response = eu_node
+        .admin_post("/admin/users/alice/revoke-all", &serde_json::json!({}))
+        .await;
+    assert_eq!(response.status(), 200, "acknowledged: the us part is kept");
+    assert_eq!(pending(&eu, &settings, "us"), 1);
+    // Refused at once wherever the home region's feed is heard.
+    assert_eq!(eu_node.check_jwt(&jwt_b).await, 401);
+    assert_eq!(
+        eu_node.get_session_with_cookie(&a.token).await.status(),
+        401
+    );
+
+    us.signal("-CONT");
+    wait_until("the parked revoke-all is delivered", || async {
+        pending(&eu, &settings, "us") == 0
+    })
+    .await;
+    assert!(
+        !exists(&us, &session_key(&settings, &b_id)),
+        "the session is gone from its own region"
+    );
+    for node in [&eu_node, &us_node] {
+        assert_eq!(node.get_session_with_cookie(&b.token).await.status(), 401);
+        assert_eq!(node.check_jwt(&jwt_b).await, 401);
+    }
+    // A node that starts now, with nothing in memory, refuses the token too (feed backlog).
+    let fresh = spawn_app_with(at(&settings, "us")).await;
+    wait_until("the fresh node refuses the token", || async {
+        fresh.check_jwt(&jwt_b).await == 401
+    })
+    .await;
+    // New sessions in the region that was away work.
+    let c = us_node.create_session("alice").await;
+    assert_eq!(
+        us_node.get_session_with_cookie(&c.token).await.status(),
+        200
+    );
+    let jwt_c = us_node.access_token(&c.token).await;
+    assert_eq!(eu_node.check_jwt(&jwt_c).await, 200);
+}
+
+#[tokio::test]
+async fn the_session_limit_holds_across_regions() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let mut settings = two_regions(&eu, &us);
+    settings.max_sessions_per_user = 2;
+    settings.on_session_limit = tessera::session::policy::OnLimit::Reject;
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let body = serde_json::json!({ "user_id": "dave", "acr": "pwd", "amr": ["pwd"] });
+
+    let first = us_node.create_session("dave").await;
+    eu_node.create_session("dave").await;
+    for node in [&eu_node, &us_node] {
+        let (status, code) = error_code(node.admin_post("/admin/sessions", &body).await).await;
+        assert_eq!((status, code.as_str()), (409, "session_limit_reached"));
+    }
+    // A logout in one region frees a place for a login in the other.
+    assert_eq!(
+        us_node
+            .logout_with_cookie(&first.token, &first.csrf)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        eu_node.admin_post("/admin/sessions", &body).await.status(),
+        201
+    );
+    let list = listed(&eu_node, "dave").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
+
+    // Concurrent logins in both regions: never more than the limit.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &eu_node } else { &us_node };
+        let (client, admin) = (node.client.clone(), node.admin.clone());
+        let body = serde_json::json!({ "user_id": "erin", "acr": "pwd", "amr": ["pwd"] });
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(format!("{admin}/admin/sessions"))
+                .bearer_auth(ADMIN_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            201 => created += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(created, 2);
+    assert_eq!(
+        listed(&eu_node, "erin").await["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_limit_evicts_the_oldest_session_of_any_region() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let mut settings = two_regions(&eu, &us);
+    settings.max_sessions_per_user = 2;
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let oldest = us_node.create_session("frank").await;
+    let jwt = us_node.access_token(&oldest.token).await;
+    eu_node.create_session("frank").await;
+    let newest = eu_node.create_session("frank").await;
+    for node in [&eu_node, &us_node] {
+        assert_eq!(
+            node.get_session_with_cookie(&oldest.token).await.status(),
+            401
+        );
+        assert_eq!(
+            node.get_session_with_cookie(&newest.token).await.status(),
+            200
+        );
+    }
+    wait_until("the eviction is pushed", || async {
+        eu_node.check_jwt(&jwt).await == 401
+    })
+    .await;
+    let events = eu_node.audit_events("user_id=frank").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "session_evicted" && e["session_id"] == oldest.session["id"]),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_fails_closed_while_the_users_owner_region_is_away() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let (eu_r, us_r) = (region("eu"), region("us"));
+    let owned_by = |name: &str| {
+        (0..1000)
+            .map(|i| format!("user{i}"))
+            .find(|u| {
+                tessera::store::regional::owner_of(&[&eu_r, &us_r], &UserId::parse(u).unwrap())
+                    .is_some_and(|o| o.as_str() == name)
+            })
+            .unwrap()
+    };
+    let (of_us, of_eu) = (owned_by("us"), owned_by("eu"));
+
+    us.signal("-STOP");
+    let body = |user: &str| serde_json::json!({ "user_id": user, "acr": "pwd", "amr": ["pwd"] });
+    let (status, _) = error_code(eu_node.admin_post("/admin/sessions", &body(&of_us)).await).await;
+    let owned_here = eu_node.admin_post("/admin/sessions", &body(&of_eu)).await;
+    us.signal("-CONT");
+    assert_eq!(
+        status, 503,
+        "no limit can be checked: refused, never exceeded"
+    );
+    assert_eq!(
+        owned_here.status(),
+        201,
+        "users owned by eu log in as usual"
+    );
+    wait_until("the owner answers again", || async {
+        eu_node
+            .admin_post("/admin/sessions", &body(&of_us))
+            .await
+            .status()
+            == 201
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rotation_reaches_every_region_and_an_outage_stops_neither_minting_nor_rotation() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let kids = |jwks: Value| -> Vec<String> {
+        let mut kids: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    };
+    let ring_in = |redis: &RedisServer| -> Option<String> {
+        redis
+            .plain_conn()
+            .get(format!("{}:keyring", settings.key_prefix))
+            .unwrap()
+    };
+    wait_until("one ring, a copy in each region", || async {
+        ring_in(&eu) == ring_in(&us)
+    })
+    .await;
+
+    let rotate = |node: &TestApp| {
+        let request = node
+            .client
+            .post(format!("{}/admin/keys/rotate", node.admin))
+            .bearer_auth(ADMIN_KEY)
+            .send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(rotate(&eu_node).await, 200);
+    let after = kids(eu_node.jwks().await);
+    assert_eq!(after.len(), 2);
+    wait_until("the us node publishes the new key", || async {
+        kids(us_node.jwks().await) == after
+    })
+    .await;
+    assert_eq!(ring_in(&eu), ring_in(&us));
+
+    // us away: the eu node still mints and rotates; us catches up when it answers.
+    let in_eu = eu_node.create_session("gina").await;
+    us.signal("-STOP");
+    assert!(!eu_node.access_token(&in_eu.token).await.is_empty());
+    assert_eq!(rotate(&eu_node).await, 200);
+    let three = kids(eu_node.jwks().await);
+    assert_eq!(three.len(), 3);
+    us.signal("-CONT");
+    wait_until("the us node installs the rotation", || async {
+        kids(us_node.jwks().await) == three
+    })
+    .await;
+    wait_until("the us copy catches up", || async {
+        ring_in(&eu) == ring_in(&us)
+    })
+    .await;
+
+    // The ring region (eu, first by name) away: no rotation anywhere, minting goes on, and a
+    // node can start from its own region's copy.
+    let in_us = us_node.create_session("gina").await;
+    eu.signal("-STOP");
+    assert_eq!(rotate(&us_node).await, 503);
+    assert!(!us_node.access_token(&in_us.token).await.is_empty());
+    let late = spawn_app_with(at(&settings, "us")).await;
+    assert_eq!(kids(late.jwks().await), three);
+    eu.signal("-CONT");
+}
+
+#[tokio::test]
+async fn a_users_file_change_ends_the_users_sessions_in_every_region() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let mut settings = two_regions(&eu, &us);
+    let users = crate::users::write_users_file();
+    settings.users_file = Some(users.clone());
+    settings.users_reload_secs = 1;
+    settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let in_us = TestApp::cookie_of(&us_node.login("alice", crate::users::ALICE_PW).await);
+    let in_eu = TestApp::cookie_of(&eu_node.login("alice", crate::users::ALICE_PW).await);
+    assert_eq!(us_node.get_session_with_cookie(&in_us).await.status(), 200);
+    // Only the eu node is left to notice the edit: its sync must reach the us region too.
+    drop(us_node);
+    std::fs::write(&users, crate::users::users_toml("a new password for alice")).unwrap();
+    let us_sessions = |redis: &RedisServer| -> usize {
+        let keys: Vec<String> = redis
+            .plain_conn()
+            .keys(format!("{}:s:*", settings.key_prefix))
+            .unwrap();
+        keys.len()
+    };
+    wait_until("alice's us session ends", || async {
+        us_sessions(&us) == 0
+    })
+    .await;
+    assert_eq!(eu_node.get_session_with_cookie(&in_eu).await.status(), 401);
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    assert_eq!(us_node.get_session_with_cookie(&in_us).await.status(), 401);
+}
