@@ -9,6 +9,9 @@ use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
 use redis::streams::StreamRangeReply;
 
+static CAPPED_PUSH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/capped_push.lua")));
+
 /// Events kept in the global stream (approximate trimming).
 pub const GLOBAL_MAXLEN: usize = 100_000;
 /// Events kept per user.
@@ -151,15 +154,12 @@ impl Auditor for RedisAudit {
                 ..event
             };
             let json = serde_json::to_string(&entry).unwrap_or_default();
-            let result: redis::RedisResult<()> = redis::pipe()
-                .atomic()
-                .lpush(&key, json)
-                .ignore()
-                .ltrim(&key, 0, USER_MAXLEN - 1)
-                .ignore()
-                .expire(&key, USER_RETENTION_SECS)
-                .ignore()
-                .query_async(&mut self.conn.clone())
+            let result: redis::RedisResult<i64> = CAPPED_PUSH
+                .key(&key)
+                .arg(json)
+                .arg(USER_MAXLEN)
+                .arg(USER_RETENTION_SECS)
+                .invoke_async(&mut self.conn.clone())
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "per-user audit write failed; the global stream has the event");

@@ -19,6 +19,8 @@ static TICKET_FAILURE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ticket_failure.lua")));
 static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/attempt.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
+static PUT_TICKET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/put_ticket.lua")));
 
 /// Seconds a failure count is remembered after its last failure.
 const FAILURE_MEMORY_SECS: i64 = 24 * 3600;
@@ -168,19 +170,16 @@ impl AuthStore for RedisAuthStore {
         current: &[String],
         removed: &[String],
     ) -> Result<(), StoreError> {
+        // Removals first: a failure half way leaves a removed user remembered (ended again on
+        // the next install, harmlessly), never a current one forgotten.
         let key = self.keys.users_file_members();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut conn = self.conn.clone();
         for chunk in removed.chunks(1000) {
-            pipe.srem(&key, chunk).ignore();
+            let _: i64 = conn.srem(&key, chunk).await.map_err(store_error)?;
         }
         for chunk in current.chunks(1000) {
-            pipe.sadd(&key, chunk).ignore();
+            let _: i64 = conn.sadd(&key, chunk).await.map_err(store_error)?;
         }
-        let _: () = pipe
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
         Ok(())
     }
 
@@ -192,11 +191,11 @@ impl AuthStore for RedisAuthStore {
     ) -> Result<(), StoreError> {
         let key = self.keys.mfa_ticket(handle_hash);
         let data = serde_json::to_string(ticket).map_err(|e| StoreError::Other(e.into()))?;
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "data", data)
-            .expire(&key, ttl_secs as i64)
-            .query_async(&mut self.conn.clone())
+        let _: i64 = PUT_TICKET
+            .key(&key)
+            .arg(data)
+            .arg(ttl_secs)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         Ok(())

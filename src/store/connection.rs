@@ -87,8 +87,9 @@ impl Topology {
 pub enum Conn {
     /// One server, multiplexed and self-reconnecting.
     Single(ConnectionManager),
-    /// A Redis Cluster: commands go to the primary of their key's slot.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster: commands go to the primary of their key's slot; a command that meets a
+    /// slot in migration is tried again within the budget (the command timeout).
+    Cluster(ClusterConnection, Duration),
     /// One node of a cluster, by address (for `SCAN` and `INFO`, which are per node).
     Node(ClusterConnection, String, u16),
 }
@@ -97,7 +98,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, budget) => Box::pin(while_slots_move(c, cmd, *budget)),
             Conn::Node(c, host, port) => {
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
@@ -116,7 +117,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) | Conn::Node(c, _, _) => {
+            Conn::Cluster(c, _) | Conn::Node(c, _, _) => {
                 c.req_packed_commands(pipeline, offset, count)
             }
         }
@@ -125,7 +126,34 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(_) | Conn::Node(..) => 0,
+            Conn::Cluster(..) | Conn::Node(..) => 0,
+        }
+    }
+}
+
+/// Sends `cmd` on the cluster, again while its slot is moving between primaries.
+///
+/// During a migration a command may meet `ASK` (the key moved), `MOVED` (the slot moved) or,
+/// for a script whose keys are split between the two nodes, `TRYAGAIN`. Each means the
+/// command did not run, so sending it again is safe; the cluster client follows a redirect a
+/// few times by itself, and this keeps trying, with a growing pause, until `budget` is spent.
+async fn while_slots_move(
+    conn: &mut ClusterConnection,
+    cmd: &Cmd,
+    budget: Duration,
+) -> redis::RedisResult<Value> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match conn.req_packed_command(cmd).await {
+            Err(e)
+                if matches!(e.code(), Some("TRYAGAIN" | "ASK" | "MOVED"))
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
         }
     }
 }
@@ -294,7 +322,7 @@ impl RedisConnections {
                     .create_pool(Some(Runtime::Tokio1))
                     .context("cannot build the Redis Cluster connection pool")?;
                 Ok(Self {
-                    conn: Conn::Cluster(conn),
+                    conn: Conn::Cluster(conn, settings.command_timeout),
                     opener: Opener::Cluster {
                         seeds,
                         settings: settings.clone(),
@@ -333,6 +361,7 @@ impl RedisConnections {
                     .get_async_connection()
                     .await
                     .context("cannot open a dedicated Redis Cluster connection")?,
+                settings.command_timeout,
             )),
         }
     }
@@ -340,7 +369,7 @@ impl RedisConnections {
     /// Every primary, each as its own connection: `SCAN` and `INFO` answer for one node only,
     /// so a sweep or a health check must visit each of them.
     pub async fn primaries(&self) -> anyhow::Result<Vec<Conn>> {
-        let Conn::Cluster(cluster) = &self.conn else {
+        let Conn::Cluster(cluster, _) = &self.conn else {
             return Ok(vec![self.conn.clone()]);
         };
         let nodes: String = redis::cmd("CLUSTER")

@@ -3,6 +3,7 @@
 mod account;
 mod anomaly;
 mod attack;
+mod cluster;
 mod config;
 mod contract;
 mod faults;
