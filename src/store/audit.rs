@@ -8,9 +8,7 @@ use crate::audit::{self, AuditEvent, Auditor};
 use crate::session::{StoreError, UserId};
 use async_trait::async_trait;
 use redis::streams::StreamRangeReply;
-
-static CAPPED_PUSH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/capped_push.lua")));
+use redis::AsyncCommands;
 
 /// Events kept in the global stream (approximate trimming).
 pub const GLOBAL_MAXLEN: usize = 100_000;
@@ -154,13 +152,16 @@ impl Auditor for RedisAudit {
                 ..event
             };
             let json = serde_json::to_string(&entry).unwrap_or_default();
-            let result: redis::RedisResult<i64> = CAPPED_PUSH
-                .key(&key)
-                .arg(json)
-                .arg(USER_MAXLEN)
-                .arg(USER_RETENTION_SECS)
-                .invoke_async(&mut self.conn.clone())
-                .await;
+            // Three single-key commands rather than a MULTI block, which a cluster refuses as
+            // a whole while the key's slot moves. Best effort, in an order that never leaves
+            // an entry without a retention once the second command ran.
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<()> = async {
+                let _: i64 = conn.lpush(&key, json).await?;
+                let _: bool = conn.expire(&key, USER_RETENTION_SECS).await?;
+                conn.ltrim(&key, 0, USER_MAXLEN - 1).await
+            }
+            .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "per-user audit write failed; the global stream has the event");
             }
