@@ -98,6 +98,13 @@ impl ApiError {
         e
     }
 
+    /// Asks the client to retry after `secs` (a `Retry-After` header).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.headers
+            .push((header::RETRY_AFTER, secs.max(1).to_string()));
+        self
+    }
+
     /// Redis (or another dependency) cannot answer: fail closed, ask to retry.
     pub fn unavailable(cause: impl fmt::Display) -> Self {
         let mut e = Self::new(

@@ -100,6 +100,25 @@ impl RevokedSet {
         session || below(region_of(sid)) || below("")
     }
 
+    /// Milliseconds since `feed` was last heard from (`i64::MAX`: never).
+    pub fn staleness_of(&self, feed: &str, now: UnixMillis) -> i64 {
+        match self.last_heard.get(feed) {
+            Some(&at) if at > 0 => now - at,
+            _ => i64::MAX,
+        }
+    }
+
+    /// Every followed feed with its staleness in ms (`None`: never heard), by name.
+    pub fn feeds(&self, now: UnixMillis) -> std::collections::BTreeMap<String, Option<i64>> {
+        self.last_heard
+            .keys()
+            .map(|feed| {
+                let s = self.staleness_of(feed, now);
+                (feed.clone(), (s != i64::MAX).then_some(s))
+            })
+            .collect()
+    }
+
     /// Milliseconds since the stalest followed feed was last heard from.
     pub fn staleness(&self, now: UnixMillis) -> i64 {
         let oldest = self.last_heard.values().min().copied().unwrap_or(0);

@@ -44,7 +44,15 @@ pub struct RegionTarget {
 /// previous URL (the node list of a cluster).
 pub fn parse_region_redis(raw: &str) -> Result<Vec<(Region, String)>, String> {
     let mut out: Vec<(Region, String)> = Vec::new();
+    let redact = crate::store::connection::redact_url;
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((name, url)) = part.split_once('=') {
+            if url.contains("://") && !name.contains("://") && Region::parse(name).is_err() {
+                return Err(format!(
+                    "'{name}' is not a region name (1-32 characters of a-z, 0-9 and '-')"
+                ));
+            }
+        }
         let named = part
             .split_once('=')
             .filter(|(name, url)| url.contains("://") && Region::parse(name).is_ok());
@@ -62,7 +70,8 @@ pub fn parse_region_redis(raw: &str) -> Result<Vec<(Region, String)>, String> {
             }
             (None, None) => {
                 return Err(format!(
-                    "'{part}' is not <region>=<redis url> (e.g. eu=redis://10.0.0.5:6379)"
+                    "'{}' is not <region>=<redis url> (e.g. eu=redis://10.0.0.5:6379)",
+                    redact(part)
                 ))
             }
         }
@@ -161,6 +170,13 @@ mod tests {
         assert!(parse_region_redis("redis://a:1")
             .unwrap_err()
             .contains("<region>="));
+        let err = parse_region_redis("redis://:s3cret@h:1").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = parse_region_redis("eu=redis://a:1,US=redis://:s3cret@b:1").unwrap_err();
+        assert!(
+            err.contains("'US' is not a region name") && !err.contains("s3cret"),
+            "{err}"
+        );
         assert!(parse_region_redis("eu=redis://a,eu=redis://b")
             .unwrap_err()
             .contains("twice"));

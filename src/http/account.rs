@@ -148,13 +148,12 @@ pub async fn revoke_many(
             .map_err(ApiError::from)?
     } else {
         let mut n = 0;
-        for other in state
+        let listing = state
             .service
             .list(&user, now)
             .await
-            .map_err(ApiError::from)?
-            .sessions
-        {
+            .map_err(ApiError::from)?;
+        for other in listing.sessions {
             if other.id != current.id
                 && state
                     .service
@@ -168,6 +167,24 @@ pub async fn revoke_many(
             {
                 n += 1;
             }
+        }
+        // The sessions of a region that did not answer are still alive: never claim success.
+        if !listing.unavailable_regions.is_empty() {
+            let regions: Vec<&str> = listing
+                .unavailable_regions
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "region_unavailable",
+                format!(
+                    "{n} other sessions ended, but region(s) {} did not answer: sessions there \
+                     are still signed in; try again",
+                    regions.join(", ")
+                ),
+            )
+            .retry_after(1));
         }
         n
     };

@@ -50,7 +50,9 @@ fn resume_point(req: &HttpRequest, query: &Resume) -> Result<Option<Cursor>, Api
 
 fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
+    let id = (ms.parse().ok()?, seq.parse().ok()?);
+    // The last possible id has no successor: Redis refuses it as an exclusive start.
+    (id != (u64::MAX, u64::MAX)).then_some(id)
 }
 
 /// Where a follower stands in each region's feed. A bare id (from a one-feed deployment, or
@@ -264,7 +266,16 @@ mod tests {
             "feeds move independently"
         );
         assert_eq!(cursor.encode(&feeds[..1]), "7-0", "one feed: a bare id");
-        for bad in ["", "x", "eu=", "EU=1-0", "eu=1-0,us"] {
+        let last = "18446744073709551615-18446744073709551615";
+        for bad in [
+            "",
+            "x",
+            "eu=",
+            "EU=1-0",
+            "eu=1-0,us",
+            last,
+            &format!("eu={last}"),
+        ] {
             assert!(Cursor::parse(bad).is_none(), "{bad}");
         }
     }

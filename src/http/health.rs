@@ -14,11 +14,15 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     let redis = state.probe.ping().await;
     let policy_ok = state.redis_policy_ok.load(Ordering::Relaxed);
-    let staleness = state
-        .revoked
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .staleness(state.clock.now_ms());
+    // Ready means this node serves its home region: another region being away makes that
+    // region's sessions answer 503, and must not take every node of every region out of its
+    // load balancer. Every feed's staleness is reported all the same.
+    let home_feed = state.regional.links()[0].region.to_string();
+    let now = state.clock.now_ms();
+    let (staleness, feeds) = {
+        let revoked = state.revoked.read().unwrap_or_else(|e| e.into_inner());
+        (revoked.staleness_of(&home_feed, now), revoked.feeds(now))
+    };
     let feed_ok = staleness <= state.settings.revocation_max_staleness_secs as i64 * 1000;
     let ready = redis.is_ok() && policy_ok && feed_ok;
     if let Err(e) = &redis {
@@ -32,6 +36,7 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         "signing_key": state.issuer.keys().signing_kid(),
         "revocation_feed": if feed_ok { "ok" } else { "stale" },
         "revocation_feed_staleness_ms": (staleness != i64::MAX).then_some(staleness),
+        "revocation_feeds_staleness_ms": feeds,
     });
     let mut response = if ready {
         HttpResponse::Ok()

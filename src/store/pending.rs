@@ -33,23 +33,27 @@ pub enum PendingOp {
 }
 
 impl PendingOp {
-    /// What the feed must refuse from now on, until the region has carried the change out.
-    fn immediate_effect(&self, target: &Region, now: i64, until: i64) -> Revocation {
+    /// What the feed must refuse from now on, until the Redis that holds `regions` (one, or
+    /// several sharing it) has carried the change out.
+    fn immediate_effects(&self, regions: &[Region], now: i64, until: i64) -> Vec<Revocation> {
         match self {
-            PendingOp::Revoke { sid, .. } => Revocation::Session {
+            PendingOp::Revoke { sid, .. } => vec![Revocation::Session {
                 sid: sid.clone(),
                 until,
-            },
+            }],
             PendingOp::RevokeAll { user }
             | PendingOp::Erase { user }
-            | PendingOp::Sync { user, .. } => Revocation::User {
-                user: user.clone(),
-                // Versions are Redis milliseconds: every session there that exists now was
-                // stamped below this (up to the clock skew between the two Redis servers).
-                min_version: now.max(0) as u64,
-                until,
-                region: Some(target.as_str().to_owned()),
-            },
+            | PendingOp::Sync { user, .. } => regions
+                .iter()
+                .map(|region| Revocation::User {
+                    user: user.clone(),
+                    // Versions are Redis milliseconds: every session there that exists now was
+                    // stamped below this (up to the clock skew between the two Redis servers).
+                    min_version: now.max(0) as u64,
+                    until,
+                    region: Some(region.as_str().to_owned()),
+                })
+                .collect(),
         }
     }
 }
@@ -73,9 +77,15 @@ impl Pending {
         }
     }
 
-    /// Keeps `op` for `target` (durably, before answering) and pushes its effect on tokens.
-    /// An error means nothing was kept: the caller must not acknowledge.
-    pub async fn park(&self, target: &Region, op: PendingOp) -> Result<(), StoreError> {
+    /// Keeps `op` for `target` (the Redis holding `regions`; durably, before answering) and
+    /// pushes its effect on tokens. An error means nothing was kept: the caller must not
+    /// acknowledge.
+    pub async fn park(
+        &self,
+        target: &Region,
+        regions: &[Region],
+        op: PendingOp,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(&op).map_err(|e| StoreError::Other(e.into()))?;
         let _: i64 = self
             .conn
@@ -87,12 +97,24 @@ impl Pending {
             .increment(1);
         tracing::warn!(region = %target, op = ?op_kind(&op), "region unreachable: change kept until it answers");
         let now = self.clock.now_ms();
-        let effect = op.immediate_effect(target, now, now + self.feed.retention_ms());
-        if let Err(e) = self.feed.publish(&effect).await {
-            // Kept durably all the same; the delivery will push it from the region itself.
-            tracing::warn!(error = %e, "cannot push a pending change's effect on tokens");
+        for effect in op.immediate_effects(regions, now, now + self.feed.retention_ms()) {
+            if let Err(e) = self.feed.publish(&effect).await {
+                // Kept durably all the same; the delivery will push it from the region itself.
+                tracing::warn!(error = %e, "cannot push a pending change's effect on tokens");
+            }
         }
         Ok(())
+    }
+
+    /// The changes parked in another Redis (`conn`, pushed on `feed`): every node delivers
+    /// what any region it reaches holds, so a change parked by a node that is now cut off from
+    /// the target still arrives through any node that reaches both.
+    pub fn kept_in(&self, conn: Conn, feed: RedisFeed) -> Self {
+        Self {
+            conn,
+            feed,
+            ..self.clone()
+        }
     }
 
     /// How many changes wait for `target`.
@@ -158,27 +180,29 @@ mod tests {
 
     #[test]
     fn a_parked_change_refuses_tokens_of_its_region_at_once() {
-        let us = Region::parse("us").unwrap();
+        let (ap, us) = (Region::parse("ap").unwrap(), Region::parse("us").unwrap());
         let all = PendingOp::RevokeAll { user: "u".into() };
+        let user_entry = |region: &str| Revocation::User {
+            user: "u".into(),
+            min_version: 1_000,
+            until: 9_000,
+            region: Some(region.into()),
+        };
+        // Every region the away Redis holds, not only the one it is named after.
         assert_eq!(
-            all.immediate_effect(&us, 1_000, 9_000),
-            Revocation::User {
-                user: "u".into(),
-                min_version: 1_000,
-                until: 9_000,
-                region: Some("us".into())
-            }
+            all.immediate_effects(&[ap, us.clone()], 1_000, 9_000),
+            vec![user_entry("ap"), user_entry("us")]
         );
         let one = PendingOp::Revoke {
             sid: "v1_us_abcd_x".into(),
             user: "u".into(),
         };
         assert_eq!(
-            one.immediate_effect(&us, 1_000, 9_000),
-            Revocation::Session {
+            one.immediate_effects(&[us], 1_000, 9_000),
+            vec![Revocation::Session {
                 sid: "v1_us_abcd_x".into(),
                 until: 9_000
-            }
+            }]
         );
         let json = serde_json::to_string(&all).unwrap();
         assert_eq!(json, r#"{"op":"revoke_all","user":"u"}"#);

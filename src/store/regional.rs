@@ -210,6 +210,7 @@ impl RegionalStore {
                 self.pending
                     .park(
                         &link.region,
+                        &link.regions,
                         PendingOp::Revoke {
                             sid: raw.to_owned(),
                             user: user.as_str().to_owned(),
@@ -244,7 +245,9 @@ impl RegionalStore {
                 Ok(n) => total += n,
                 Err(e) => {
                     tracing::warn!(region = %link.region, error = %e, "region did not answer");
-                    self.pending.park(&link.region, parked()).await?;
+                    self.pending
+                        .park(&link.region, &link.regions, parked())
+                        .await?;
                 }
             }
         }
@@ -324,6 +327,7 @@ impl RegionalStore {
                     self.pending
                         .park(
                             &link.region,
+                            &link.regions,
                             PendingOp::Sync {
                                 user: user.as_str().to_owned(),
                                 fingerprint: fingerprint.to_owned(),
@@ -336,19 +340,25 @@ impl RegionalStore {
         Ok(total)
     }
 
-    /// Delivers parked changes every second, forever (every node; delivery is idempotent).
+    /// Delivers parked changes every second, forever: what every region this node reaches
+    /// keeps for every other region (every node does; delivery is idempotent), so a change
+    /// parked by a node that is now cut off still arrives through any node that reaches both.
     pub async fn deliver_pending(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for link in self.links.iter().skip(1) {
-                let delivered = self
+            for source in self.links.iter() {
+                let kept = self
                     .pending
-                    .deliver(&link.region, |op| self.apply(link, op))
-                    .await;
-                if delivered > 0 {
-                    tracing::info!(region = %link.region, delivered, "parked changes delivered");
+                    .kept_in(source.redis.conn.clone(), source.feed.clone());
+                for target in self.links.iter().filter(|t| t.region != source.region) {
+                    let delivered = kept
+                        .deliver(&target.region, |op| self.apply(target, op))
+                        .await;
+                    if delivered > 0 {
+                        tracing::info!(from = %source.region, region = %target.region, delivered, "parked changes delivered");
+                    }
                 }
             }
         }
@@ -413,11 +423,33 @@ impl SessionStore for RegionalStore {
                 return Err(e);
             }
         };
+        let mut ended = Vec::new();
         for raw in &evicted {
-            if self.end_evicted(raw, request.user).await? {
-                created.evicted.push(raw.clone());
+            match self.end_evicted(raw, request.user).await {
+                Ok(true) => ended.push(raw.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    // The evicted stay counted; the new session must not live beside them.
+                    let home = self.home();
+                    if home.store.revoke(request.id, request.user).await.is_ok() {
+                        home.feed.flush(request.id.tag()).await;
+                    }
+                    return Err(e.into());
+                }
             }
         }
+        if !evicted.is_empty() {
+            // Ended (or parked to be ended): they no longer count. Best effort: an entry
+            // whose session is gone is forgotten the next time the ledger is full.
+            let _: redis::RedisResult<i64> = self
+                .owner(request.user)
+                .redis
+                .conn
+                .clone()
+                .zrem(self.keys.ledger(request.user), &evicted)
+                .await;
+        }
+        created.evicted.extend(ended);
         Ok(created)
     }
 

@@ -68,6 +68,15 @@ impl RedisFeed {
         self
     }
 
+    /// A user entry counts versions of the region whose feed carries it; it says so before
+    /// it is passed on (SSE followers hear every region on one stream), live or from backlog.
+    fn with_region(&self, mut e: FeedEntry) -> FeedEntry {
+        if let (Revocation::User { region, .. }, true) = (&mut e.entry, self.exclusive) {
+            region.get_or_insert_with(|| self.region.clone());
+        }
+        e
+    }
+
     fn now_ms(&self) -> UnixMillis {
         self.clock.now_ms()
     }
@@ -116,6 +125,7 @@ impl RedisFeed {
             .ids
             .iter()
             .filter_map(|e| decode(&self.region, e))
+            .map(|e| self.with_region(e))
             .collect())
     }
 
@@ -162,21 +172,12 @@ impl RedisFeed {
                     }
                 };
                 let now = self.now_ms();
-                // A user entry counts versions of the region whose feed carries it; it says so
-                // before it is passed on (SSE followers hear every region on one stream).
                 let entries: Vec<FeedEntry> = reply
                     .into_iter()
                     .flat_map(|r| r.keys)
                     .flat_map(|k| k.ids)
                     .filter_map(|id| decode(&self.region, &id))
-                    .map(|mut e| {
-                        if let (Revocation::User { region, .. }, true) =
-                            (&mut e.entry, self.exclusive)
-                        {
-                            region.get_or_insert_with(|| self.region.clone());
-                        }
-                        e
-                    })
+                    .map(|e| self.with_region(e))
                     .collect();
                 {
                     let mut set = set.write().unwrap_or_else(|e| e.into_inner());

@@ -20,6 +20,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port whose cluster-bus port (+10000) is free and valid too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 pub fn random_name(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
@@ -106,10 +116,14 @@ impl RedisServer {
 
     /// Starts with extra `redis-server` arguments, e.g. `["--maxmemory-policy", "allkeys-lru"]`.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(free_port(), extra)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(random_name("tessera-redis-"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = Self {
-            port: free_port(),
+            port,
             child: None,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -320,7 +334,7 @@ impl TestCluster {
         let mut args = vec!["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         args.extend_from_slice(extra);
         let servers: Vec<RedisServer> = (0..primaries)
-            .map(|_| RedisServer::start_with(&args))
+            .map(|_| RedisServer::start_on(cluster_port(), &args))
             .collect();
         let mut create = Command::new("redis-cli");
         create.args(["--cluster", "create"]);

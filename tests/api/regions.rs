@@ -428,3 +428,103 @@ async fn a_users_file_change_ends_the_users_sessions_in_every_region() {
     let us_node = spawn_app_with(at(&settings, "us")).await;
     assert_eq!(us_node.get_session_with_cookie(&in_us).await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_change_parked_by_a_node_that_is_gone_is_delivered_by_any_node_that_reaches_both() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let b = us_node.create_session("ivan").await;
+    let b_id = b.session["id"].as_str().unwrap().to_owned();
+
+    us.signal("-STOP");
+    let response = eu_node
+        .admin_post("/admin/users/ivan/revoke-all", &serde_json::json!({}))
+        .await;
+    assert_eq!(response.status(), 200);
+    // The node that parked it goes away before the region returns: the us node delivers
+    // what the eu Redis keeps for us.
+    drop(eu_node);
+    us.signal("-CONT");
+    wait_until(
+        "the change parked in eu is delivered by the us node",
+        || async { pending(&eu, &settings, "us") == 0 },
+    )
+    .await;
+    assert!(!exists(&us, &session_key(&settings, &b_id)));
+    assert_eq!(
+        us_node.get_session_with_cookie(&b.token).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_region_away_is_named_never_mistaken_for_a_missing_session() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    let a = eu_node.create_session("judy").await;
+    let b = us_node.create_session("judy").await;
+    let b_id = b.session["id"].as_str().unwrap().to_owned();
+
+    us.signal("-STOP");
+    // Killing a session of the region away: 503 (retry), not 404 (the client would believe
+    // it gone).
+    let kill = eu_node
+        .client
+        .delete(format!(
+            "{}/admin/users/judy/sessions/{b_id}",
+            eu_node.admin
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let status = kill.status().as_u16();
+    // "Sign out everywhere else" cannot claim success while us sessions live.
+    let others = eu_node
+        .client
+        .delete(format!("{}/v1/sessions?scope=others", eu_node.public))
+        .headers(eu_node.browser_unsafe_headers(&a.token, &a.csrf))
+        .send()
+        .await
+        .unwrap();
+    let others = error_code(others).await;
+    // The eu node still serves its own region: ready.
+    let ready = eu_node
+        .client
+        .get(format!("{}/readyz", eu_node.public))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    us.signal("-CONT");
+    assert_eq!(status, 503);
+    assert_eq!(others, (503, "region_unavailable".to_owned()));
+    assert_eq!(ready, 200);
+    assert_eq!(
+        us_node.get_session_with_cookie(&b.token).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_last_possible_event_id_is_refused_not_a_server_error() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let eu_node = spawn_app_with(at(&two_regions(&eu, &us), "eu")).await;
+    let last = "18446744073709551615-18446744073709551615";
+    for id in [last.to_owned(), format!("eu=0-0,us={last}")] {
+        let response = eu_node
+            .client
+            .get(format!("{}/admin/revocations", eu_node.admin))
+            .bearer_auth(ADMIN_KEY)
+            .header("last-event-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(response).await.0, 400);
+    }
+}

@@ -515,12 +515,19 @@ impl SessionService {
         id: &str,
         now: UnixMillis,
     ) -> Result<Option<Session>, StoreError> {
-        Ok(self
-            .list(user, now)
-            .await?
-            .sessions
-            .into_iter()
-            .find(|s| s.id.as_str() == id))
+        let listing = self.list(user, now).await?;
+        // Not listed because its region did not answer is not "no such session".
+        let region = id.split('_').nth(1).unwrap_or_default();
+        if listing
+            .unavailable_regions
+            .iter()
+            .any(|r| r.as_str() == region)
+        {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "region {region} did not answer"
+            )));
+        }
+        Ok(listing.sessions.into_iter().find(|s| s.id.as_str() == id))
     }
 
     /// The user's live sessions, and the regions that did not answer.

@@ -3,8 +3,10 @@
 -- KEYS[1] the user's ledger (zset: session id -> absolute expiry ms)
 -- ARGV[1] now ms, ARGV[2] max sessions, ARGV[3] 'evict' | 'reject', ARGV[4] the new session id,
 -- ARGV[5] its absolute expiry ms.
--- Returns {'ok', evicted id, its expiry, ...} | {'limit', id, ...} (the ids that count, so the
--- caller can drop those that no longer exist and ask again).
+-- Returns {'ok', id to evict, its expiry, ...} | {'limit', id, ...} (the ids that count, so the
+-- caller can drop those that no longer exist and ask again). Ids to evict stay in the ledger
+-- until the caller has ended their sessions and removes them: a reply lost on the way can
+-- never leave a live session uncounted.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local n = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[2])
@@ -18,7 +20,6 @@ if n >= max then
   -- The oldest go first (the lowest absolute expiry was created first).
   local old = redis.call('ZRANGE', KEYS[1], 0, n - max, 'WITHSCORES')
   for i = 1, #old, 2 do
-    redis.call('ZREM', KEYS[1], old[i])
     table.insert(out, old[i])
     table.insert(out, old[i + 1])
   end
