@@ -47,13 +47,14 @@ fn region_of(sid: &str) -> &str {
 impl RevokedSet {
     /// Applies an entry of the single feed a verifier follows (regions as the entries say).
     pub fn apply(&mut self, entry: &Revocation, now: UnixMillis) {
+        self.heard("", now);
         self.apply_from("", entry, now)
     }
 
-    /// Applies an entry read from `feed`'s feed (named for staleness); a user entry without a
-    /// region concerns every region (a follower names the region when its Redis holds one).
-    pub fn apply_from(&mut self, feed: &str, entry: &Revocation, now: UnixMillis) {
-        self.last_heard.insert(feed.to_owned(), now);
+    /// Applies an entry read from `feed`'s feed; a user entry without a region concerns every
+    /// region (a follower names the region when its Redis holds one). The follower marks the
+    /// feed heard (fresh) itself, only once it has caught up with the feed's backlog.
+    pub fn apply_from(&mut self, _feed: &str, entry: &Revocation, now: UnixMillis) {
         match entry {
             Revocation::Session { sid, until } if *until > now => {
                 let slot = self.sessions.entry(sid.clone()).or_insert(*until);

@@ -13,6 +13,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+/// Entries one `XREAD` returns at most.
+const READ_BATCH: usize = 1000;
+
 /// How long one `XREAD` blocks before looping (heartbeats arrive every second anyway).
 const BLOCK_MS: u64 = 2_000;
 
@@ -155,7 +158,7 @@ impl RedisFeed {
             loop {
                 let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
                     .arg("COUNT")
-                    .arg(1000)
+                    .arg(READ_BATCH)
                     .arg("BLOCK")
                     .arg(BLOCK_MS)
                     .arg("STREAMS")
@@ -181,7 +184,11 @@ impl RedisFeed {
                     .collect();
                 {
                     let mut set = set.write().unwrap_or_else(|e| e.into_inner());
-                    set.heard(&self.region, now);
+                    // Fresh only once caught up: a full batch means more is waiting (a node
+                    // that starts reads the whole window before it counts as fresh).
+                    if entries.len() < READ_BATCH {
+                        set.heard(&self.region, now);
+                    }
                     for e in &entries {
                         set.apply_from(&self.region, &e.entry, now);
                         last = e.id.clone();

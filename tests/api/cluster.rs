@@ -210,11 +210,7 @@ async fn the_outbox_sweep_visits_every_primary() {
     let settings = on_cluster(&cluster);
     let _app = spawn_app_with(settings.clone()).await;
     // One outbox on each primary, written as a node that died before its flush leaves it.
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + 60_000;
+    let until = unix_ms() + 60_000;
     let mut sids = Vec::new();
     for server in &cluster.servers {
         let tag = (0..0xffffu32)

@@ -499,6 +499,14 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     }
 }
 
+/// Now, in Unix milliseconds (for entries a test writes into Redis itself).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// A session created through the admin API.
 pub struct Created {
     pub token: String,
@@ -608,15 +616,25 @@ impl TestApp {
         body["events"].as_array().unwrap().clone()
     }
 
-    pub async fn jwks(&self) -> Value {
+    /// The JSON body of a public `GET` (no credentials).
+    pub async fn public_json(&self, path: &str) -> Value {
         self.client
-            .get(format!("{}/.well-known/jwks.json", self.public))
+            .get(format!("{}{path}", self.public))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// The body of `/readyz`.
+    pub async fn readiness(&self) -> Value {
+        self.public_json("/readyz").await
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.public_json("/.well-known/jwks.json").await
     }
 }
 

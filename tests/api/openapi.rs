@@ -5,14 +5,7 @@ use serde_json::Value;
 
 /// The document the public listener serves.
 async fn openapi(app: &TestApp) -> Value {
-    app.client
-        .get(format!("{}/openapi.json", app.public))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.public_json("/openapi.json").await
 }
 
 #[tokio::test]

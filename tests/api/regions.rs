@@ -528,3 +528,38 @@ async fn the_last_possible_event_id_is_refused_not_a_server_error() {
         assert_eq!(error_code(response).await.0, 400);
     }
 }
+
+#[tokio::test]
+async fn a_starting_node_counts_as_fresh_only_once_it_has_read_the_whole_feed() {
+    let redis = RedisServer::start();
+    let settings = test_settings(&redis);
+    let until = unix_ms() + 600_000;
+    let mut pipe = redis::pipe();
+    for i in 0..5_000 {
+        let entry = serde_json::json!({ "kind": "session", "sid": format!("v1_eu_abcd_{i:022}"), "until": until });
+        pipe.cmd("XADD")
+            .arg(format!("{}:rev:eu", settings.key_prefix))
+            .arg("*")
+            .arg("e")
+            .arg(entry.to_string())
+            .ignore();
+    }
+    let _: () = pipe.query(&mut redis.plain_conn()).unwrap();
+    let app = spawn_app_with(settings).await;
+    let metric = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("tessera_revoked_set_entries "))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    };
+    wait_until("the node's home feed is fresh", || async {
+        app.readiness().await["revocation_feed"] == "ok"
+    })
+    .await;
+    let text = app.admin_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric(&text) >= 5_000.0,
+        "fresh before the backlog was read: {}",
+        metric(&text)
+    );
+}

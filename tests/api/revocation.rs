@@ -133,15 +133,7 @@ async fn readiness_reports_the_feed() {
     let app = spawn_app(&redis).await;
     let mut body = Value::Null;
     for _ in 0..40 {
-        body = app
-            .client
-            .get(format!("{}/readyz", app.public))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        body = app.readiness().await;
         if body["revocation_feed"] == "ok" {
             break;
         }
