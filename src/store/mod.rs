@@ -16,6 +16,7 @@ pub mod record;
 pub mod regional;
 pub mod revocations;
 pub mod sessions;
+pub mod ua_codes;
 
 pub use connection::{PerThread, RedisConnections, RedisSettings};
 pub use keys::KeyLayout;

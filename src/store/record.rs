@@ -1,9 +1,18 @@
-//! The session as stored in Redis: one compact JSON string per session.
+//! The session as stored in Redis: one MessagePack map per session (one string value).
 //!
-//! Short field names and space-joined lists keep a session with a typical browser user agent
-//! under 512 bytes of Redis memory (a hash with a 100+ byte value would leave the compact
-//! listpack encoding and cost twice as much). Lua scripts read and update `u`, `ls`, `ie`, `sh`,
-//! `rh`, `rp`, `rt` and `an` in place, so those names are a contract with `lua/*.lua`.
+//! Memory per session is the scale limit (≤ 512 bytes of Redis memory in cluster mode, see
+//! "Scale" in the README), and Redis allocates a value in size classes (…, 192, 224, 256, 320,
+//! 384 bytes). Short field names, timestamps as 9-byte integers instead of 13 digits, and the
+//! user agent's short form (`ua_codes`) keep a typical browser session at about 200 bytes, in the
+//! 224-byte class; the same record as JSON took 317 bytes, in the 384-byte class. A Redis hash
+//! would be no smaller: a 100-byte user agent takes it out of the compact listpack encoding.
+//!
+//! Records written before this format are JSON objects (first byte `{`, which no MessagePack
+//! map starts with). They are still read, and the Lua scripts keep each record in the format
+//! it was written in, so an upgrade needs no migration: old records expire as JSON.
+//!
+//! Lua scripts read and update `u`, `cv`, `ls`, `ie`, `ae`, `sh`, `rh`, `rp`, `rt`, `it`, `ea`,
+//! `eacr` and `an` in place (`lua/record.lua`), so those names are a contract with `lua/*.lua`.
 
 use crate::session::model::RefreshState;
 use crate::session::{Acr, SecretHash, SessionRecord, UnixMillis, UserId};
@@ -69,6 +78,24 @@ pub struct StoredSession {
 pub struct InvalidRecord(&'static str);
 
 impl StoredSession {
+    /// The stored bytes: MessagePack with field names, the user agent in its short form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut packed = self.clone();
+        packed.ua = super::ua_codes::encode(&self.ua);
+        rmp_serde::to_vec_named(&packed).expect("a stored session always serializes")
+    }
+
+    /// Reads a record in either stored format (JSON from before MessagePack, or MessagePack).
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, InvalidRecord> {
+        if raw.first() == Some(&b'{') {
+            return serde_json::from_slice(raw).map_err(|_| InvalidRecord("undecodable JSON"));
+        }
+        let mut stored: Self =
+            rmp_serde::from_slice(raw).map_err(|_| InvalidRecord("undecodable MessagePack"))?;
+        stored.ua = super::ua_codes::decode(&stored.ua);
+        Ok(stored)
+    }
+
     pub fn from_domain(r: &SessionRecord) -> Self {
         let (refresh_hash, refresh_previous, refreshed_at) = match &r.refresh {
             Some(f) => (
@@ -200,6 +227,54 @@ mod tests {
         assert_eq!(domain.auth_time, 5);
         let again = serde_json::to_string(&StoredSession::from_domain(&domain)).unwrap();
         assert_eq!(again, raw);
+    }
+
+    fn browser_session() -> StoredSession {
+        StoredSession {
+            version: 1,
+            user_id: "scale-123456".into(),
+            credential_version: 1_764_000_000_123,
+            created_at: 1_764_000_000_000,
+            last_seen_at: 1_764_000_000_000,
+            idle_expires_at: 1_764_003_600_000,
+            expires_at: 1_764_086_400_000,
+            auth_time: None,
+            acr: Acr::Pwd,
+            amr: "pwd".into(),
+            elevated_at: 0,
+            elevated_acr: None,
+            anomaly_at: 0,
+            secret_hash: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            ip: "203.0.113.7".into(),
+            ua: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".into(),
+            device_name: "work laptop".into(),
+            idle_timeout_ms: 0,
+            refresh_hash: String::new(),
+            refresh_previous: String::new(),
+            refreshed_at: 0,
+            roles: "member".into(),
+            from_users_file: 0,
+        }
+    }
+
+    #[test]
+    fn a_browser_session_packs_into_the_224_byte_class() {
+        let stored = browser_session();
+        let bytes = stored.to_bytes();
+        // Redis adds a 3-byte header and a terminator to the value.
+        assert!(bytes.len() + 4 <= 224, "{} bytes", bytes.len());
+        assert_eq!(StoredSession::from_bytes(&bytes).unwrap(), stored);
+        assert!(serde_json::to_vec(&stored).unwrap().len() > 300);
+    }
+
+    #[test]
+    fn records_written_as_json_are_still_read() {
+        let stored = browser_session();
+        let json = serde_json::to_vec(&stored).unwrap();
+        assert_eq!(StoredSession::from_bytes(&json).unwrap(), stored);
+        assert!(StoredSession::from_bytes(b"{not json").is_err());
+        assert!(StoredSession::from_bytes(&[0xc1, 0x00]).is_err());
+        assert!(StoredSession::from_bytes(b"").is_err());
     }
 
     #[test]

@@ -20,17 +20,46 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script, Value};
 use std::sync::LazyLock;
 
-static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/create.lua")
+    ))
+});
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/renew.lua")
+    ))
+});
 static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke.lua")));
 static REVOKE_ALL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
-static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/elevate.lua")));
+static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/elevate.lua")
+    ))
+});
 static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
-static ANOMALY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/anomaly.lua")));
-static REFRESH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/refresh.lua")));
-static REVOKE_REFRESH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/revoke_refresh.lua")));
+static ANOMALY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/anomaly.lua")
+    ))
+});
+static REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/refresh.lua")
+    ))
+});
+static REVOKE_REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/record.lua"),
+        include_str!("lua/revoke_refresh.lua")
+    ))
+});
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// The one call of `revoke_all.lua`: an unconditional revoke-all (`fingerprint` empty) or a
@@ -125,9 +154,9 @@ impl RedisSessionStore {
         self.conns.get()
     }
 
-    fn decode(raw: &str) -> Result<SessionRecord, StoreError> {
-        serde_json::from_str::<StoredSession>(raw)
-            .map_err(|e| StoreError::Other(anyhow!("undecodable session record: {e}")))?
+    fn decode(raw: &[u8]) -> Result<SessionRecord, StoreError> {
+        StoredSession::from_bytes(raw)
+            .map_err(|e| StoreError::Other(e.into()))?
             .into_domain()
             .map_err(|e| StoreError::Other(e.into()))
     }
@@ -146,13 +175,12 @@ impl SessionStore for RedisSessionStore {
             now,
             ..
         } = request;
-        let json = serde_json::to_string(&StoredSession::from_domain(record))
-            .map_err(|e| StoreError::Other(e.into()))?;
+        let packed = StoredSession::from_domain(record).to_bytes();
         let reply: Vec<Value> = CREATE
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
-            .arg(json)
+            .arg(packed)
             .arg(ttl_ms)
             .arg(now)
             .arg(limit.max_sessions.max(1))
@@ -206,7 +234,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<String> = self
+        let raw: Option<Vec<u8>> = self
             .conn()
             .get(self.keys.session(id))
             .await
@@ -252,7 +280,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn list(&self, user: &UserId, now: UnixMillis) -> Result<Listing, StoreError> {
-        let flat: Vec<String> = LIST
+        let flat: Vec<Vec<u8>> = LIST
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
             .arg(now)
@@ -263,12 +291,18 @@ impl SessionStore for RedisSessionStore {
         let Some((current, flat)) = flat.split_first() else {
             return Ok(Listing::default());
         };
-        let current: u64 = current.parse().unwrap_or(0);
+        let current: u64 = std::str::from_utf8(current)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let mut sessions = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
             let record = Self::decode(&pair[1])?;
             // Skip anything that does not belong to this user or region set (defence in depth).
-            let Ok(id) = SessionId::parse(&pair[0], &self.regions) else {
+            let Some(Ok(id)) = std::str::from_utf8(&pair[0])
+                .ok()
+                .map(|raw| SessionId::parse(raw, &self.regions))
+            else {
                 continue;
             };
             if record.user_id != *user
@@ -347,7 +381,7 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn refresh(&self, r: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError> {
-        let reply: Vec<String> = REFRESH
+        let reply: Vec<Vec<u8>> = REFRESH
             .key(self.keys.session(r.id))
             .key(self.keys.outbox(r.id.tag()))
             .arg(r.presented_hash.to_base64())
@@ -362,13 +396,18 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        Ok(match (reply.first().map(String::as_str), reply.get(1)) {
+        // Every part but a record is text.
+        let text = |i: usize| reply.get(i).and_then(|v| std::str::from_utf8(v).ok());
+        Ok(match (text(0), reply.get(1)) {
             (Some("rotated"), Some(raw)) => RefreshOutcome::Rotated(Box::new(Self::decode(raw)?)),
             (Some("grace"), Some(raw)) => RefreshOutcome::Grace(Box::new(Self::decode(raw)?)),
-            (Some("reused"), Some(user)) => RefreshOutcome::Reused(user.clone()),
-            (Some("mismatch"), Some(current)) => match (
-                SecretHash::from_base64(current),
-                reply.get(2).and_then(|u| UserId::parse(u).ok()),
+            (Some("reused"), Some(_)) => match text(1) {
+                Some(user) => RefreshOutcome::Reused(user.to_owned()),
+                None => RefreshOutcome::Unknown,
+            },
+            (Some("mismatch"), Some(_)) => match (
+                text(1).and_then(SecretHash::from_base64),
+                text(2).and_then(|u| UserId::parse(u).ok()),
             ) {
                 (Some(current), Some(user)) => RefreshOutcome::Mismatch { current, user },
                 _ => RefreshOutcome::Unknown,

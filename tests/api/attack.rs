@@ -1021,14 +1021,13 @@ async fn a_node_with_a_fast_clock_cannot_stretch_a_lost_session_past_the_pushed_
     // A node whose clock runs 5 minutes fast last wrote this session's `ls`.
     let sid = orphan.session["id"].as_str().unwrap();
     let key = format!("{prefix}:s:{{{tag}}}:{sid}");
-    let raw: String = redis::Commands::get(&mut redis.conn(), &key).unwrap();
-    let mut record: Value = serde_json::from_str(&raw).unwrap();
-    let ls = record["ls"].as_i64().unwrap() + 5 * 60_000;
-    record["ls"] = ls.into();
+    let raw: Vec<u8> = redis::Commands::get(&mut redis.conn(), &key).unwrap();
+    let mut record = tessera::store::record::StoredSession::from_bytes(&raw).unwrap();
+    record.last_seen_at += 5 * 60_000;
     let pttl: i64 = redis::Commands::pttl(&mut redis.conn(), &key).unwrap();
     let _: () = redis::cmd("SET")
         .arg(&key)
-        .arg(record.to_string())
+        .arg(record.to_bytes())
         .arg("PX")
         .arg(pttl)
         .query(&mut redis.conn())

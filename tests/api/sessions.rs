@@ -70,7 +70,9 @@ async fn redis_holds_only_the_hash_of_the_secret() {
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
         let dump = match kind.as_str() {
-            "string" => conn.get::<_, String>(&key).unwrap(),
+            "string" => {
+                String::from_utf8_lossy(&conn.get::<_, Vec<u8>>(&key).unwrap()).into_owned()
+            }
             "zset" => format!("{:?}", conn.zrange::<_, Vec<String>>(&key, 0, -1).unwrap()),
             "list" => conn
                 .lrange::<_, Vec<String>>(&key, 0, -1)
@@ -284,14 +286,14 @@ async fn use_renews_the_idle_deadline_but_only_after_a_fifth_of_it() {
         created.session["id"].as_str().unwrap()
     );
     let mut conn = redis.conn();
-    let before: String = conn.get(&key).unwrap();
+    let before: Vec<u8> = conn.get(&key).unwrap();
 
     // Within the first fifth (0.6 s): a read, not a write.
     assert_eq!(
         app.get_session_with_bearer(&created.token).await.status(),
         200
     );
-    let unchanged: String = conn.get(&key).unwrap();
+    let unchanged: Vec<u8> = conn.get(&key).unwrap();
     assert_eq!(before, unchanged);
 
     // Keep using it past the original 3 s idle deadline: every use after 0.6 s renews.

@@ -142,10 +142,10 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
         renewed.ua, rec.ua,
         "the Lua re-encoding keeps slashes and backslashes exact"
     );
-    let stored: String = redis::Commands::get(&mut redis.conn(), layout.session(&sid)).unwrap();
+    let stored: Vec<u8> = redis::Commands::get(&mut redis.conn(), layout.session(&sid)).unwrap();
     assert!(
-        !stored.contains(r"\/1.0"),
-        "no escaped slash left: {stored}"
+        matches!(stored[0], 0x80..=0x8f | 0xde),
+        "stored as a MessagePack map: {stored:?}"
     );
     assert!(!store
         .renew(
@@ -178,6 +178,99 @@ async fn create_load_renew_revoke_round_trip_without_resurrection() {
     );
     let mut conn = redis.conn();
     assert!(!conn.exists::<_, bool>(layout.session(&sid)).unwrap());
+}
+
+/// A record written as JSON (every record before the MessagePack format) goes through every
+/// script that rewrites records, stays JSON, and keeps every field exact.
+#[tokio::test]
+async fn records_written_as_json_before_messagepack_keep_working() {
+    let redis = RedisServer::shared();
+    let (store, layout) = store(&redis).await;
+    let user = UserId::parse("json-era").unwrap();
+    let sid = id(&user);
+    let first = tessera::session::SessionSecret::generate().hash();
+    let mut rec = record("json-era", NOW);
+    rec.refresh = Some(tessera::session::model::RefreshState {
+        current: first.clone(),
+        previous: None,
+        rotated_at: NOW,
+    });
+    let created = store
+        .create_with(&sid, &user, &rec, 3_600_000, EVICT, None, NOW)
+        .await
+        .unwrap();
+    rec.credential_version = created.credential_version;
+    // Rewrite it the way the earlier release stored it.
+    let key = layout.session(&sid);
+    let mut conn = redis.conn();
+    let packed: Vec<u8> = conn.get(&key).unwrap();
+    let old = tessera::store::record::StoredSession::from_bytes(&packed).unwrap();
+    let json = serde_json::to_vec(&old).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&json)
+        .arg("KEEPTTL")
+        .query(&mut conn)
+        .unwrap();
+    let is_json = |conn: &mut TestConn| conn.get::<_, Vec<u8>>(&key).unwrap()[0] == b'{';
+    assert_eq!(store.load(&sid).await.unwrap().unwrap(), rec);
+
+    assert!(store
+        .renew(
+            &sid,
+            &user,
+            &rec.secret_hash,
+            NOW + 1,
+            NOW + 100_000,
+            100_000
+        )
+        .await
+        .unwrap());
+    let new_secret = tessera::session::SessionSecret::generate().hash();
+    assert!(store
+        .rotate(
+            &sid,
+            &rec.secret_hash,
+            &new_secret,
+            Some((NOW + 2, Acr::Mfa))
+        )
+        .await
+        .unwrap());
+    assert!(store.mark_anomaly(&sid, NOW + 3).await.unwrap());
+    let successor = tessera::session::SessionSecret::generate().hash();
+    let outcome = store
+        .refresh(tessera::session::ports::RefreshRequest {
+            id: &sid,
+            presented_hash: &first,
+            successor_hash: &successor,
+            now: NOW + 4,
+            grace_ms: 1_000,
+            default_idle_ms: 100_000,
+        })
+        .await
+        .unwrap();
+    let tessera::session::ports::RefreshOutcome::Rotated(after) = outcome else {
+        panic!("refresh of a JSON record: {outcome:?}");
+    };
+    assert!(is_json(&mut conn), "a script keeps the record's format");
+    let loaded = store.load(&sid).await.unwrap().unwrap();
+    assert_eq!(*after, loaded);
+    assert_eq!(loaded.secret_hash, new_secret);
+    assert_eq!(
+        (loaded.elevated_at, loaded.elevated_acr),
+        (NOW + 2, Some(Acr::Mfa))
+    );
+    assert_eq!(loaded.anomaly_at, NOW + 3);
+    assert_eq!(loaded.last_seen_at, NOW + 4);
+    assert_eq!(loaded.refresh.as_ref().unwrap().current, successor);
+    assert_eq!(
+        (loaded.ua.as_str(), loaded.ip.as_str()),
+        (rec.ua.as_str(), rec.ip.as_str())
+    );
+    let listed = store.list(&user, NOW + 5).await.unwrap();
+    assert_eq!(listed.sessions.len(), 1);
+    assert!(store.revoke(&sid, &user).await.unwrap());
+    assert!(store.load(&sid).await.unwrap().is_none());
 }
 
 #[tokio::test]

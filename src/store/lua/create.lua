@@ -1,6 +1,6 @@
 -- Create a session, prune the user's index and enforce the per-user limit in one step.
 -- KEYS[1] session key, KEYS[2] user index (zset: session id -> expiry ms), KEYS[3] credential version
--- ARGV[1] record (JSON), ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] max sessions,
+-- ARGV[1] record (MessagePack, see record.lua), ARGV[2] ttl ms, ARGV[3] now ms, ARGV[4] max sessions,
 -- ARGV[5] 'evict' | 'reject', ARGV[6] expected credential version or '', ARGV[7] session id,
 -- ARGV[8] session key prefix of this user (ends with ':'; same hash tag, so same slot),
 -- ARGV[9] until (ms) of pushed revocations; KEYS[4] the tag's revocation outbox,
@@ -64,7 +64,7 @@ local live = {}
 for _, sid in ipairs(members) do
   local raw = redis.call('GET', ARGV[8] .. sid)
   if raw then
-    local ok, rec = pcall(cjson.decode, raw)
+    local ok, rec = pcall(decode_record, raw)
     local seen = (ok and tonumber(rec.ls)) or 0
     table.insert(live, {sid, seen})
   else
@@ -85,11 +85,12 @@ if #live >= max then
     table.insert(evicted, sid)
   end
 end
--- The record arrives without `cv` (0 is the default); append it only when it is not 0, and
--- never re-encode the JSON here (cjson would escape every '/' and cost bytes per session).
+-- The record arrives without `cv` (0 is the default, which is never stored).
 local rec = ARGV[1]
 if ver > 0 then
-  rec = string.sub(rec, 1, -2) .. ',"cv":' .. string.format('%d', ver) .. '}'
+  local fields, packed = decode_record(rec)
+  fields.cv = ver
+  rec = encode_record(fields, packed)
 end
 if not redis.call('SET', KEYS[1], rec, 'PX', ARGV[2], 'NX') then
   return redis.error_reply('session id collision')

@@ -4,13 +4,13 @@
 -- ARGV[3] elevated_at ms or '' (rotation only), ARGV[4] elevated acr
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
-local rec = cjson.decode(raw)
+local rec, packed = decode_record(raw)
 if rec.sh ~= ARGV[1] then return 0 end
 rec.sh = ARGV[2]
 if ARGV[3] ~= '' then
   rec.ea = tonumber(ARGV[3])
   rec.eacr = ARGV[4]
 end
-local out = string.gsub(cjson.encode(rec), '\\/', '/')
+local out = encode_record(rec, packed)
 redis.call('SET', KEYS[1], out, 'KEEPTTL', 'XX')
 return 1

@@ -12,7 +12,7 @@
 -- genuine older generation before it ends anything (a session id alone is public).
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown'} end
-local rec = cjson.decode(raw)
+local rec, packed = decode_record(raw)
 local now = tonumber(ARGV[3])
 if (not rec.rh) or rec.rh == '' then return {'unknown'} end
 if now >= tonumber(rec.ae) or now >= tonumber(rec.ie) then return {'unknown'} end
@@ -43,7 +43,7 @@ if idle <= 0 then idle = tonumber(ARGV[5]) end
 local ie = math.min(now + idle, tonumber(rec.ae))
 rec.ls = now
 rec.ie = ie
-local out = string.gsub(cjson.encode(rec), '\\/', '/')
+local out = encode_record(rec, packed)
 redis.call('SET', KEYS[1], out, 'PX', math.max(ie - now, 1), 'XX')
 redis.call('ZADD', index, 'XX', ie, ARGV[6])
 local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')

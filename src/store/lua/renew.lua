@@ -8,7 +8,7 @@
 -- ARGV[5] session id
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
-local rec = cjson.decode(raw)
+local rec, packed = decode_record(raw)
 if rec.sh ~= ARGV[1] then return 0 end
 if tonumber(rec.cv or 0) < tonumber(redis.call('GET', KEYS[3]) or '0') then
   redis.call('DEL', KEYS[1])
@@ -17,9 +17,7 @@ if tonumber(rec.cv or 0) < tonumber(redis.call('GET', KEYS[3]) or '0') then
 end
 rec.ls = tonumber(ARGV[2])
 rec.ie = tonumber(ARGV[3])
--- cjson escapes '/' as '\/'; undo it (a literal backslash is encoded as '\\', so only
--- escaped slashes match) to keep the record as small as Rust wrote it.
-local out = string.gsub(cjson.encode(rec), '\\/', '/')
+local out = encode_record(rec, packed)
 redis.call('SET', KEYS[1], out, 'PX', ARGV[4], 'XX')
 redis.call('ZADD', KEYS[2], 'XX', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[5])
 local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
