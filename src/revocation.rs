@@ -47,7 +47,11 @@ fn region_of(sid: &str) -> &str {
 impl RevokedSet {
     /// Applies an entry of the single feed a verifier follows (regions as the entries say).
     pub fn apply(&mut self, entry: &Revocation, now: UnixMillis) {
-        self.heard("", now);
+        // Only heartbeats count as fresh: Tessera's stream withholds them while a region's
+        // feed is behind, and a revocation alone does not prove that every region is covered.
+        if matches!(entry, Revocation::Heartbeat { .. }) {
+            self.heard("", now);
+        }
         self.apply_from("", entry, now)
     }
 
@@ -268,6 +272,16 @@ mod tests {
         assert_eq!(set.staleness(5), i64::MAX);
         set.apply(&Revocation::Heartbeat { at: 100 }, 100);
         assert_eq!(set.staleness(1_100), 1_000);
+        // A revocation is applied but proves nothing about the regions the stream may miss.
+        set.apply(
+            &Revocation::Session {
+                sid: "s".into(),
+                until: 9_000,
+            },
+            2_000,
+        );
+        assert_eq!(set.staleness(2_100), 2_000);
+        assert!(set.is_revoked("s", "u", 0, 2_100));
     }
 
     proptest! {

@@ -127,8 +127,117 @@ fn revocation_event(event_id: &str, entry: &FeedEntry) -> Bytes {
     Bytes::from(format!("id: {event_id}\nevent: {kind}\ndata: {data}\n\n"))
 }
 
+/// How often a stream retries the backlog of a region whose Redis did not answer.
+const BEHIND_RETRY: Duration = Duration::from_secs(1);
+
+/// One revocation stream: the backlog still to send, live entries, where the client stands,
+/// and the regions whose backlog could not be read yet.
+struct RevocationStream {
+    backlog: VecDeque<FeedEntry>,
+    live: broadcast::Receiver<FeedEntry>,
+    cursor: Cursor,
+    feeds: Vec<String>,
+    links: Vec<crate::store::regional::RegionLink>,
+    /// While a region is behind, its position in the event ids stays where the client
+    /// resumed from (its revocations are still forwarded as they arrive, and sent again from
+    /// the backlog later), and no heartbeat is forwarded: a verifier that counts its feed fresh
+    /// by heartbeats sees the gap instead of a stream that looks whole.
+    behind: Vec<String>,
+    retry_at: tokio::time::Instant,
+}
+
+/// Reads the backlog of every link in `links` after the cursor; the regions that did not
+/// answer are returned apart.
+async fn read_backlogs(
+    links: &[crate::store::regional::RegionLink],
+    cursor: &Cursor,
+) -> (Vec<FeedEntry>, Vec<String>) {
+    let reads = links.iter().map(|link| async move {
+        let after = cursor
+            .position(link.region.as_str())
+            .map(|(ms, seq)| format!("{ms}-{seq}"));
+        (
+            link.region.to_string(),
+            link.feed.backlog(after.as_deref(), 100_000).await,
+        )
+    });
+    let mut entries = Vec::new();
+    let mut failed = Vec::new();
+    for (region, read) in futures_util::future::join_all(reads).await {
+        match read {
+            Ok(found) => entries.extend(found),
+            Err(e) => {
+                tracing::warn!(region = %region, error = %e, "revocation backlog unreadable; streaming the other regions and retrying");
+                failed.push(region);
+            }
+        }
+    }
+    entries.sort_by_key(|e| stream_id(&e.id));
+    (entries, failed)
+}
+
+impl RevocationStream {
+    /// The next event to send, or `None` when the stream should end (the client resumes).
+    async fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.behind.is_empty() && tokio::time::Instant::now() >= self.retry_at {
+                self.catch_up().await;
+                if !self.behind.is_empty() {
+                    // A comment (ignored by SSE clients) for whoever reads the stream.
+                    let names = self.behind.join(",");
+                    return Some(Bytes::from(format!(": feeds behind: {names}\n\n")));
+                }
+            }
+            let entry = match self.backlog.pop_front() {
+                Some(entry) => entry,
+                None => match tokio::time::timeout(BEHIND_RETRY, self.live.recv()).await {
+                    Err(_) => continue,
+                    Ok(Ok(entry)) => entry,
+                    Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "revocation SSE client lagged; closing so it resumes"
+                        );
+                        return None;
+                    }
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                },
+            };
+            if !self.behind.is_empty() {
+                if matches!(entry.entry, Revocation::Heartbeat { .. }) {
+                    continue;
+                }
+                if self.behind.contains(&entry.region) {
+                    let id = self.cursor.encode(&self.feeds);
+                    return Some(revocation_event(&id, &entry));
+                }
+            }
+            if !self.cursor.advance(&entry) {
+                continue; // already sent from the backlog
+            }
+            return Some(revocation_event(&self.cursor.encode(&self.feeds), &entry));
+        }
+    }
+
+    /// Retries the backlog of the regions still behind; those that answer join the stream.
+    async fn catch_up(&mut self) {
+        let behind: Vec<_> = self
+            .links
+            .iter()
+            .filter(|l| self.behind.contains(&l.region.to_string()))
+            .cloned()
+            .collect();
+        let (entries, failed) = read_backlogs(&behind, &self.cursor).await;
+        self.backlog.extend(entries);
+        self.behind = failed;
+        self.retry_at = tokio::time::Instant::now() + BEHIND_RETRY;
+    }
+}
+
 /// `GET /admin/revocations`: what every region's feed still holds after the resume point,
-/// then live entries as nodes push them.
+/// then live entries as nodes push them. A region whose Redis does not answer does not stop
+/// the others: its backlog is retried every second (see `RevocationStream::behind`); only
+/// when no region answers is the answer 503.
 pub async fn revocations(
     key: AdminKey,
     req: HttpRequest,
@@ -138,44 +247,28 @@ pub async fn revocations(
     key.require(Scope::Revocations)?;
     let cursor = resume_point(&req, &query)?.unwrap_or_default();
     let live = state.feed_tx.subscribe();
-    let links = state.regional.links();
+    let links: Vec<_> = state.regional.links().to_vec();
     let feeds: Vec<String> = links.iter().map(|l| l.region.to_string()).collect();
-    let mut backlog = Vec::new();
-    for link in links {
-        let after = cursor
-            .position(link.region.as_str())
-            .map(|(ms, seq)| format!("{ms}-{seq}"));
-        backlog.extend(link.feed.backlog(after.as_deref(), 100_000).await?);
+    let (backlog, behind) = read_backlogs(&links, &cursor).await;
+    if behind.len() == links.len() {
+        return Err(ApiError::unavailable(
+            "no region's revocation feed answered; retry shortly",
+        ));
     }
-    backlog.sort_by_key(|e| stream_id(&e.id));
-    let backlog: VecDeque<FeedEntry> = backlog.into();
-    let stream = stream::unfold(
-        (backlog, live, cursor, feeds),
-        |(mut backlog, mut live, mut cursor, feeds)| async move {
-            loop {
-                let entry = match backlog.pop_front() {
-                    Some(entry) => entry,
-                    None => match live.recv().await {
-                        Ok(entry) => entry,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!(
-                                skipped = n,
-                                "revocation SSE client lagged; closing so it resumes"
-                            );
-                            return None;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    },
-                };
-                if !cursor.advance(&entry) {
-                    continue; // already sent from the backlog
-                }
-                let event = revocation_event(&cursor.encode(&feeds), &entry);
-                return Some((Ok(event), (backlog, live, cursor, feeds)));
-            }
-        },
-    );
-    Ok(sse(stream))
+    let stream = RevocationStream {
+        backlog: backlog.into(),
+        live,
+        cursor,
+        feeds,
+        links,
+        behind,
+        retry_at: tokio::time::Instant::now() + BEHIND_RETRY,
+    };
+    let body = stream::unfold(stream, |mut stream| async move {
+        let event = stream.next_event().await?;
+        Some((Ok(event), stream))
+    });
+    Ok(sse(body))
 }
 
 const SESSION_EVENTS: &[&str] = &[

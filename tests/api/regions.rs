@@ -563,3 +563,79 @@ async fn a_starting_node_counts_as_fresh_only_once_it_has_read_the_whole_feed() 
         metric(&text)
     );
 }
+
+/// Reads an SSE response until `done` holds for everything read so far (at most 10 s).
+async fn read_until(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(text) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("the stream said it in time")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_revocation_stream_keeps_going_while_a_region_is_away_and_shows_the_gap() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    // Writes the us feed's heartbeats.
+    let _us_node = spawn_app_with(at(&settings, "us")).await;
+    let a = eu_node.create_session("alice").await;
+    let a_id = a.session["id"].as_str().unwrap().to_owned();
+
+    us.signal("-STOP");
+    let mut feed = eu_node
+        .client
+        .get(format!("{}/admin/revocations", eu_node.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200, "one region away stops nothing");
+    let mut text = String::new();
+    read_until(&mut feed, &mut text, |t| t.contains(": feeds behind: us")).await;
+    // The eu node's own heartbeats arrive every second, but none is forwarded: a verifier
+    // must not count a stream that misses a region as fresh.
+    assert!(!text.contains("event: heartbeat"), "{text}");
+    let logout = eu_node.logout_with_cookie(&a.token, &a.csrf).await;
+    assert_eq!(logout.status(), 200);
+    read_until(&mut feed, &mut text, |t| t.contains(&a_id)).await;
+    assert!(!text.contains("event: heartbeat"), "{text}");
+
+    us.signal("-CONT");
+    read_until(&mut feed, &mut text, |t| t.contains("event: heartbeat")).await;
+    read_until(&mut feed, &mut text, |t| t.contains(",us=")).await;
+    // The ids now carry both regions' positions, so a client resumes exactly.
+    let last_id = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    assert!(
+        last_id.starts_with("eu=") && last_id.contains(",us="),
+        "{last_id}"
+    );
+
+    // With every region away, there is nothing to stream: 503, never an empty 200.
+    eu.signal("-STOP");
+    us.signal("-STOP");
+    let refused = eu_node
+        .client
+        .get(format!("{}/admin/revocations", eu_node.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    eu.signal("-CONT");
+    us.signal("-CONT");
+    assert_eq!(error_code(refused).await.0, 503);
+}
