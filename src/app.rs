@@ -389,6 +389,19 @@ async fn load_ring(
     now: i64,
 ) -> anyhow::Result<(crate::token::StoredRing, bool)> {
     let (ring_region, pool) = &pools[0];
+    // The ring region answers but lost its ring (a restart without persistence, a flush):
+    // a copy kept elsewhere goes back first. A fresh ring would sign with a key no verifier
+    // knows yet, and be copied over every region's copy of the keys still in use.
+    if let Ok(None) = store::keyring::load_current(pool, layout).await {
+        for (region, copy) in &pools[1..] {
+            if let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await {
+                if let Ok(true) = store::keyring::restore(pool, layout, &ring).await {
+                    tracing::error!(ring_region = %ring_region, copy = %region, "the ring region had lost the key ring (data lost?); restored it from a copy");
+                }
+                break;
+            }
+        }
+    }
     let error =
         match store::keyring::load_or_create(pool, layout, kek, settings.signing(), now).await {
             Ok(found) => return Ok(found),

@@ -120,6 +120,7 @@ impl SigningKeys {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(region = %ring_region, error = %format!("{e:#}"), "cannot reconcile the key ring");
+                self.follow_a_copy(&held, now).await;
                 return;
             }
         };
@@ -150,6 +151,31 @@ impl SigningKeys {
         }
         if let Err(e) = self.install(ring, now) {
             tracing::error!(error = %format!("{e:#}"), "cannot open the key ring; keeping the current keys");
+        }
+    }
+
+    /// While the ring region does not answer *this* node, nodes that reach it still rotate and
+    /// copy the ring to every region. A node cut off from the ring region alone would sign
+    /// with its old key after that key retires everywhere else (and publish a JWKS without the
+    /// new one), so it installs a copy that holds a newer key than its own ring.
+    async fn follow_a_copy(&self, held: &StoredRing, now: i64) {
+        for (region, copy) in &self.pools[1..] {
+            let Ok(Some(ring)) = keyring::load_current(copy, &self.layout).await else {
+                continue;
+            };
+            if ring.newest() <= held.newest() {
+                continue;
+            }
+            let ring = ring.merged_with(held, now).unwrap_or(ring);
+            match self.install(&ring, now) {
+                Ok(()) => {
+                    tracing::warn!(copy = %region, "the ring region does not answer; installed the newer ring copied to this region")
+                }
+                Err(e) => {
+                    tracing::error!(copy = %region, error = %format!("{e:#}"), "cannot open the region's copy of the key ring")
+                }
+            }
+            return;
         }
     }
 

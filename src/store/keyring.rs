@@ -193,6 +193,27 @@ pub async fn copy_to(
     Ok(true)
 }
 
+/// Puts `ring` back where the ring is missing (never over one that exists). True when it
+/// was written.
+pub async fn restore(
+    pool: &crate::store::connection::Pool,
+    keys: &KeyLayout,
+    ring: &StoredRing,
+) -> anyhow::Result<bool> {
+    let mut conn = pool
+        .get()
+        .await
+        .context("no Redis connection for the key ring")?;
+    let written: Option<String> = redis::cmd("SET")
+        .arg(keys.keyring())
+        .arg(serde_json::to_string(ring)?)
+        .arg("NX")
+        .query_async(&mut conn)
+        .await
+        .context("cannot restore the key ring")?;
+    Ok(written.is_some())
+}
+
 /// Reads the ring as it is now (for periodic refresh after a rotation).
 pub async fn load_current(
     pool: &crate::store::connection::Pool,

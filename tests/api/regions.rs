@@ -639,3 +639,78 @@ async fn the_revocation_stream_keeps_going_while_a_region_is_away_and_shows_the_
     us.signal("-CONT");
     assert_eq!(error_code(refused).await.0, 503);
 }
+
+fn kids_of(jwks: Value) -> Vec<String> {
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_ring_region_alone_follows_the_rotations_copied_to_its_region() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let ring = format!("{}:keyring", settings.key_prefix);
+    wait_until("a copy of the ring in us", || async {
+        us.plain_conn().exists::<_, bool>(&ring).unwrap()
+    })
+    .await;
+    // This node's path to eu (the ring region) is broken; every other path works.
+    let mut cut_off = at(&settings, "us");
+    if let RegionsSetting::Table(regions) = &mut cut_off.regions {
+        regions.get_mut(&region("eu")).unwrap().redis_url = Some("redis://127.0.0.1:1".into());
+    }
+    let us_node = spawn_app_with(cut_off).await;
+    assert_eq!(kids_of(us_node.jwks().await), kids_of(eu_node.jwks().await));
+
+    let rotated = eu_node
+        .client
+        .post(format!("{}/admin/keys/rotate", eu_node.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let after = kids_of(eu_node.jwks().await);
+    assert_eq!(after.len(), 2);
+    wait_until("the cut-off node publishes the new key", || async {
+        kids_of(us_node.jwks().await) == after
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ring_region_that_lost_the_ring_gets_it_back_from_a_copy_not_a_fresh_ring() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    // Only us holds the ring: as after eu restarted without persistence, with no node left
+    // running that still holds the keys in memory.
+    let mut us_only = at(&settings, "us");
+    us_only.redis_url = us.url();
+    us_only.regions = RegionsSetting::Table(BTreeMap::from([(
+        region("us"),
+        RegionRedis {
+            redis_url: Some(us.url()),
+            cluster: false,
+        },
+    )]));
+    let in_use = kids_of(spawn_app_with(us_only).await.jwks().await);
+    let ring = format!("{}:keyring", settings.key_prefix);
+    assert!(!eu.plain_conn().exists::<_, bool>(&ring).unwrap());
+
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    assert_eq!(
+        kids_of(eu_node.jwks().await),
+        in_use,
+        "the keys in use, not a fresh ring"
+    );
+    let restored: Option<String> = eu.plain_conn().get(&ring).unwrap();
+    let copy: Option<String> = us.plain_conn().get(&ring).unwrap();
+    assert_eq!(restored, copy);
+}
