@@ -77,9 +77,11 @@ impl Kek {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_missing => {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create keys directory {}", dir.display()))?;
-                let text = Self::generate_text()?;
-                write_private(&path, &text)?;
-                Ok((Self::from_base64(&text)?, true))
+                let (text, created) = create_or_read(&path, &Self::generate_text()?)?;
+                Ok((
+                    Self::from_base64(&text).with_context(|| format!("{}", path.display()))?,
+                    created,
+                ))
             }
             Err(e) => Err(e).with_context(|| {
                 format!(
@@ -138,6 +140,32 @@ impl Kek {
     }
 }
 
+/// Puts `text` at `path` unless a file is already there, and answers what `path` holds.
+///
+/// Nodes that start together (a compose file, a test suite) race to create the file. The text
+/// is written in full to a private temporary file first and then hard-linked into place, which
+/// fails if the path exists: nobody ever reads a half-written key, and every racer ends up
+/// with the one that won.
+fn create_or_read(path: &Path, text: &str) -> anyhow::Result<(String, bool)> {
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| anyhow!("random generator failed"))?;
+    let temporary = path.with_extension(format!("new-{}", hex::encode(suffix)));
+    write_private(&temporary, text)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => Ok((text.to_owned(), true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((existing, false))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -179,6 +207,32 @@ mod tests {
         assert!(kek.open("kid-2", &nonce, &ct).is_err());
         let err = other.open("kid-1", &nonce, &ct).unwrap_err().to_string();
         assert!(err.contains("different key-encryption key"), "{err}");
+    }
+
+    #[test]
+    fn nodes_starting_together_all_get_the_one_key_file_that_won() {
+        let dir = std::env::temp_dir().join(format!("tessera-kek-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, barrier) = (dir.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let (kek, created) = Kek::load(None, &dir, true).unwrap();
+                    (kek.fingerprint().to_owned(), created)
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+        assert!(results.iter().all(|(f, _)| *f == results[0].0));
+        let (again, created) = Kek::load(None, &dir, true).unwrap();
+        assert!(!created);
+        assert_eq!(again.fingerprint(), results[0].0);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
