@@ -7,6 +7,12 @@
 //! every node delivers what its home region holds, oldest first, and removes an entry only
 //! after the target region carried it out: nothing acknowledged is lost, and delivering twice
 //! is harmless (every operation is idempotent in effect).
+//!
+//! A pushed effect lapses after the feed's retention (15 min by default). While a change still
+//! waits, the delivering nodes push its effect again every half retention, with the version
+//! bound of the moment it was parked: nodes cut off from the home region may still serve the
+//! session from its own region and mint tokens for it, and those must stay refused anywhere
+//! the feed is heard, however long the region stays away.
 
 use super::connection::Conn;
 use super::keys::KeyLayout;
@@ -58,6 +64,28 @@ impl PendingOp {
     }
 }
 
+/// A change as kept in the list: the change, and when it was parked (ms; absent in entries
+/// parked before it was recorded, whose effect is not pushed again).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Parked {
+    #[serde(flatten)]
+    op: PendingOp,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    at: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// What one delivery round did for a target.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub delivered: usize,
+    /// Changes still wait (the target, or the list's own Redis, did not answer).
+    pub blocked: bool,
+}
+
 /// Parks changes in the home region's Redis.
 #[derive(Clone)]
 pub struct Pending {
@@ -86,7 +114,12 @@ impl Pending {
         regions: &[Region],
         op: PendingOp,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&op).map_err(|e| StoreError::Other(e.into()))?;
+        let now = self.clock.now_ms();
+        let parked = Parked {
+            op: op.clone(),
+            at: now,
+        };
+        let json = serde_json::to_string(&parked).map_err(|e| StoreError::Other(e.into()))?;
         let _: i64 = self
             .conn
             .clone()
@@ -96,14 +129,43 @@ impl Pending {
         metrics::counter!("tessera_pending_parked_total", "region" => target.as_str().to_owned())
             .increment(1);
         tracing::warn!(region = %target, op = ?op_kind(&op), "region unreachable: change kept until it answers");
-        let now = self.clock.now_ms();
-        for effect in op.immediate_effects(regions, now, now + self.feed.retention_ms()) {
+        self.push_effects(&op, regions, now).await;
+        Ok(())
+    }
+
+    async fn push_effects(&self, op: &PendingOp, regions: &[Region], parked_at: i64) {
+        let until = self.clock.now_ms() + self.feed.retention_ms();
+        for effect in op.immediate_effects(regions, parked_at, until) {
             if let Err(e) = self.feed.publish(&effect).await {
                 // Kept durably all the same; the delivery will push it from the region itself.
                 tracing::warn!(error = %e, "cannot push a pending change's effect on tokens");
             }
         }
-        Ok(())
+    }
+
+    /// Pushes again the effect of every change still waiting for `target` (the Redis holding
+    /// `regions`), so it outlives the feed's retention; see the module comment.
+    pub async fn push_waiting_effects(&self, target: &Region, regions: &[Region]) -> usize {
+        let waiting: Vec<String> = match self
+            .conn
+            .clone()
+            .lrange(self.keys.pending(target.as_str()), 0, 9_999)
+            .await
+        {
+            Ok(w) => w,
+            Err(_) => return 0,
+        };
+        let mut pushed = 0;
+        for raw in waiting {
+            match serde_json::from_str::<Parked>(&raw) {
+                Ok(parked) if parked.at > 0 => {
+                    self.push_effects(&parked.op, regions, parked.at).await;
+                    pushed += 1;
+                }
+                _ => {}
+            }
+        }
+        pushed
     }
 
     /// The changes parked in another Redis (`conn`, pushed on `feed`): every node delivers
@@ -117,6 +179,11 @@ impl Pending {
         }
     }
 
+    /// Now, on the clock parked changes are stamped with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// How many changes wait for `target`.
     pub async fn waiting(&self, target: &Region) -> Result<usize, StoreError> {
         self.conn
@@ -128,7 +195,7 @@ impl Pending {
 
     /// Delivers what waits for `target`, oldest first, with `apply`; stops at the first
     /// failure (the region is still away) and tries again on the next call.
-    pub async fn deliver<F, Fut>(&self, target: &Region, apply: F) -> usize
+    pub async fn deliver<F, Fut>(&self, target: &Region, apply: F) -> Delivery
     where
         F: Fn(PendingOp) -> Fut,
         Fut: std::future::Future<Output = Result<(), StoreError>>,
@@ -137,18 +204,25 @@ impl Pending {
         let mut conn = self.conn.clone();
         let mut delivered = 0;
         loop {
+            let blocked = |delivered| Delivery {
+                delivered,
+                blocked: true,
+            };
             let head: Option<String> = match conn.lindex(&key, 0).await {
                 Ok(h) => h,
-                Err(_) => return delivered,
+                Err(_) => return blocked(delivered),
             };
             let Some(raw) = head else {
-                return delivered;
+                return Delivery {
+                    delivered,
+                    blocked: false,
+                };
             };
-            match serde_json::from_str::<PendingOp>(&raw) {
-                Ok(op) => {
+            match serde_json::from_str::<Parked>(&raw) {
+                Ok(Parked { op, .. }) => {
                     if let Err(e) = apply(op).await {
                         tracing::debug!(region = %target, error = %e, "pending change not delivered yet");
-                        return delivered;
+                        return blocked(delivered);
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "unreadable pending change dropped"),
@@ -156,7 +230,7 @@ impl Pending {
             // Only the entry just carried out (another node may have delivered it already).
             let removed: redis::RedisResult<i64> = conn.lrem(&key, 1, &raw).await;
             if removed.is_err() {
-                return delivered;
+                return blocked(delivered);
             }
             delivered += 1;
             metrics::counter!("tessera_pending_delivered_total", "region" => target.as_str().to_owned())
@@ -206,5 +280,27 @@ mod tests {
         );
         let json = serde_json::to_string(&all).unwrap();
         assert_eq!(json, r#"{"op":"revoke_all","user":"u"}"#);
+    }
+
+    #[test]
+    fn entries_keep_when_they_were_parked_and_older_entries_still_read() {
+        let op = PendingOp::Sync {
+            user: "u".into(),
+            fingerprint: "f".into(),
+        };
+        let json = serde_json::to_string(&Parked {
+            op: op.clone(),
+            at: 1_234,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"op":"sync","user":"u","fingerprint":"f","at":1234}"#
+        );
+        let back: Parked = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.op, back.at), (op.clone(), 1_234));
+        let old: Parked =
+            serde_json::from_str(r#"{"op":"sync","user":"u","fingerprint":"f"}"#).unwrap();
+        assert_eq!((old.op, old.at), (op, 0));
     }
 }

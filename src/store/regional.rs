@@ -254,19 +254,9 @@ impl RegionalStore {
         Ok(total)
     }
 
-    /// Erases the user in one region, with the ledger where it is kept.
+    /// Erases the user in one region (with the ledger, in the region that keeps it).
     async fn erase_in(&self, link: &RegionLink, user: &UserId) -> Result<u64, StoreError> {
-        let n = link.store.erase_user(user).await?;
-        if link.region == self.owner(user).region {
-            let _: i64 = link
-                .redis
-                .conn
-                .clone()
-                .del(self.keys.ledger(user))
-                .await
-                .map_err(store_error)?;
-        }
-        Ok(n)
+        link.store.erase_user(user).await
     }
 
     /// Carries out one parked change in `link`'s region.
@@ -346,18 +336,37 @@ impl RegionalStore {
     pub async fn deliver_pending(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When this node last pushed again the effects waiting in (source, target).
+        let mut pushed_at: std::collections::HashMap<(Region, Region), i64> = Default::default();
         loop {
             tick.tick().await;
             for source in self.links.iter() {
                 let kept = self
                     .pending
                     .kept_in(source.redis.conn.clone(), source.feed.clone());
+                let every = source.feed.retention_ms() / 2;
                 for target in self.links.iter().filter(|t| t.region != source.region) {
-                    let delivered = kept
+                    let round = kept
                         .deliver(&target.region, |op| self.apply(target, op))
                         .await;
-                    if delivered > 0 {
-                        tracing::info!(from = %source.region, region = %target.region, delivered, "parked changes delivered");
+                    if round.delivered > 0 {
+                        tracing::info!(from = %source.region, region = %target.region, delivered = round.delivered, "parked changes delivered");
+                    }
+                    let pair = (source.region.clone(), target.region.clone());
+                    let now = self.pending.now_ms();
+                    if !round.blocked {
+                        pushed_at.remove(&pair);
+                        continue;
+                    }
+                    // The first blocked round pushes at once: the parking node may have died
+                    // (or failed to push) right after keeping the change.
+                    let last = *pushed_at.entry(pair.clone()).or_insert(i64::MIN / 2);
+                    if now - last >= every {
+                        let n = kept
+                            .push_waiting_effects(&target.region, &target.regions)
+                            .await;
+                        tracing::warn!(from = %source.region, region = %target.region, changes = n, "region still away: effects of its parked changes pushed again");
+                        pushed_at.insert(pair, now);
                     }
                 }
             }

@@ -338,6 +338,9 @@ impl SessionStore for RedisSessionStore {
             .key(self.keys.user_audit(user))
             .key(self.keys.totp_failures(user, false))
             .key(self.keys.totp_failures(user, true))
+            // Only the user's owner region holds a ledger (limit across regions); deleting it in
+            // the same script leaves no moment where the user is gone but still counted.
+            .key(self.keys.ledger(user))
             .arg(self.keys.session_prefix(&user.tag()))
             .arg(user.as_str())
             .arg(self.until())

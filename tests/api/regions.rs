@@ -714,3 +714,93 @@ async fn a_ring_region_that_lost_the_ring_gets_it_back_from_a_copy_not_a_fresh_r
     let copy: Option<String> = us.plain_conn().get(&ring).unwrap();
     assert_eq!(restored, copy);
 }
+
+#[tokio::test]
+async fn the_effect_of_a_change_still_parked_is_pushed_again_before_it_lapses() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let mut settings = two_regions(&eu, &us);
+    // This node never reaches us: whatever it parks for us stays parked.
+    if let RegionsSetting::Table(regions) = &mut settings.regions {
+        regions.get_mut(&region("us")).unwrap().redis_url = Some("redis://127.0.0.1:1".into());
+    }
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let done = eu_node
+        .admin_post("/admin/users/alice/revoke-all", &serde_json::json!({}))
+        .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(pending(&eu, &settings, "us"), 1);
+    // The user entries for alice in us on the eu feed: (min_version, until).
+    let feed_key = format!("{}:rev:eu", settings.key_prefix);
+    let entries = || -> Vec<(u64, i64)> {
+        let found: redis::streams::StreamRangeReply =
+            eu.plain_conn().xrange_all(&feed_key).unwrap();
+        found
+            .ids
+            .iter()
+            .filter_map(|e| e.get::<String>("e"))
+            .filter_map(|raw| serde_json::from_str::<Value>(&raw).ok())
+            .filter(|v| v["kind"] == "user" && v["user"] == "alice" && v["region"] == "us")
+            .map(|v| {
+                (
+                    v["min_version"].as_u64().unwrap(),
+                    v["until"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Pushed by the park, and again by the first delivery round that finds us away (the
+    // parking node could have died before its own push).
+    wait_until("the first delivery round pushes it", || async {
+        entries().len() == 2
+    })
+    .await;
+    let first = entries();
+    assert_eq!(first[1].0, first[0].0);
+
+    // Half the feed's retention later (the entry lapses at the full retention), the delivering
+    // node pushes it again: the same version bound, a later lapse.
+    eu_node
+        .clock
+        .advance(std::time::Duration::from_secs(8 * 60));
+    wait_until("the effect is pushed again", || async {
+        entries().len() == 3
+    })
+    .await;
+    let again = entries();
+    assert_eq!(
+        again[2].0, first[0].0,
+        "the bound of the moment it was parked"
+    );
+    assert!(again[2].1 >= first[0].1 + 8 * 60_000, "{again:?}");
+}
+
+#[tokio::test]
+async fn erasing_a_user_removes_the_limit_ledger_with_the_rest_in_one_step() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let us_node = spawn_app_with(at(&settings, "us")).await;
+    eu_node.create_session("erin").await;
+    us_node.create_session("erin").await;
+    let tag = UserId::parse("erin").unwrap().tag();
+    let ledger = format!("{}:lim:{{{tag}}}:erin", settings.key_prefix);
+    let holders = || [&eu, &us].map(|r| r.plain_conn().exists::<_, bool>(&ledger).unwrap());
+    assert_eq!(
+        holders().iter().filter(|h| **h).count(),
+        1,
+        "the owner region keeps it"
+    );
+    let erased = eu_node
+        .client
+        .delete(format!("{}/admin/users/erin", eu_node.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(erased.status().is_success(), "{}", erased.status());
+    assert_eq!(holders(), [false, false]);
+    assert_eq!(
+        listed(&us_node, "erin").await["sessions"],
+        serde_json::json!([])
+    );
+}

@@ -1,5 +1,5 @@
 -- Erase a user: every session, then every per-user key (index, credential version,
--- fingerprint, TOTP state, the user's audit list). The global audit stream keeps its own record
+-- fingerprint, TOTP state, the user's audit list, the limit ledger). The global audit stream keeps its own record
 -- of the erasure.
 -- KEYS[1] revocation outbox, KEYS[2] index, KEYS[3] credential version, KEYS[4] the last TOTP
 -- step spent, KEYS[5..] other per-user keys; ARGV[1] session key prefix of this user, ARGV[2]
