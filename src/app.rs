@@ -196,10 +196,11 @@ impl Application {
             background.push(tokio::spawn(
                 link.feed.clone().follow(revoked.clone(), feed_tx.clone()),
             ));
-            background.push(tokio::spawn(link.feed.clone().sweep(
-                layout.outbox_pattern(),
-                Duration::from_secs(settings.outbox_sweep_secs.max(1)),
-            )));
+            background.push(tokio::spawn(
+                link.feed
+                    .clone()
+                    .sweep(Duration::from_secs(settings.outbox_sweep_secs.max(1))),
+            ));
             background.push(tokio::spawn(link.feed.clone().heartbeat()));
         }
         background.push(tokio::spawn(regional.clone().deliver_pending()));

@@ -203,7 +203,8 @@ pub struct Settings {
     /// With a stale feed, refuse access tokens (503) instead of accepting them unchecked.
     /// Default off: the JWT path keeps working while Redis is down, as designed.
     pub revocation_fail_closed: bool,
-    /// How often a node sweeps for revocation outboxes nobody drained (crash recovery).
+    /// How long one full pass of the sweep for revocation outboxes nobody drained takes (crash
+    /// recovery; a fixed 65,536 `LLEN`s per pass, spread over one slice a second).
     pub outbox_sweep_secs: u64,
 }
 
@@ -270,7 +271,7 @@ impl Default for Settings {
             refresh_grace_secs: 10,
             key_rotation_days: None,
             revocation_fail_closed: false,
-            outbox_sweep_secs: 5,
+            outbox_sweep_secs: 30,
         }
     }
 }

@@ -111,11 +111,6 @@ impl KeyLayout {
         format!("{}:ob:{{{tag}}}", self.prefix)
     }
 
-    /// Pattern matching every outbox (for the recovery sweep).
-    pub fn outbox_pattern(&self) -> String {
-        format!("{}:ob:*", self.prefix)
-    }
-
     /// The region's revocation feed (a Stream).
     pub fn revocations(&self, region: &str) -> String {
         format!("{}:rev:{region}", self.prefix)

@@ -327,6 +327,13 @@ async fn revocations_left_in_an_outbox_by_a_crashed_node_are_swept_to_the_feed()
     assert_eq!(until_refused(&app, &jwt).await, "token_revoked");
     let pending: i64 = redis::Commands::llen(&mut conn, layout.outbox(sid.tag())).unwrap();
     assert_eq!(pending, 0, "the sweep moved it");
+    // It found it without walking the keyspace: its cost must not grow with sessions.
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    assert!(!stats.contains("cmdstat_scan:"), "{stats}");
+    assert!(stats.contains("cmdstat_llen:"), "{stats}");
 }
 
 #[tokio::test]
