@@ -395,12 +395,19 @@ async fn load_ring(
     // knows yet, and be copied over every region's copy of the keys still in use.
     if let Ok(None) = store::keyring::load_current(pool, layout).await {
         for (region, copy) in &pools[1..] {
-            if let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await {
-                if let Ok(true) = store::keyring::restore(pool, layout, &ring).await {
-                    tracing::error!(ring_region = %ring_region, copy = %region, "the ring region had lost the key ring (data lost?); restored it from a copy");
-                }
-                break;
+            let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await else {
+                continue;
+            };
+            // Only a ring this node can open goes back (a copy someone else wrote, or one
+            // sealed under another KEK, would keep every node from starting).
+            if let Err(e) = ring.open(kek) {
+                tracing::error!(copy = %region, error = %format!("{e:#}"), "the key ring copy cannot be opened with this node's KEK; not restored from it");
+                continue;
             }
+            if let Ok(true) = store::keyring::restore(pool, layout, &ring).await {
+                tracing::error!(ring_region = %ring_region, copy = %region, "the ring region had lost the key ring (data lost?); restored it from a copy");
+            }
+            break;
         }
     }
     let error =
@@ -410,6 +417,10 @@ async fn load_ring(
         };
     for (region, copy) in &pools[1..] {
         if let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await {
+            if ring.open(kek).is_err() {
+                tracing::error!(copy = %region, "the key ring copy cannot be opened with this node's KEK; skipped");
+                continue;
+            }
             tracing::warn!(ring_region = %ring_region, copy = %region, error = %format!("{error:#}"), "the ring region does not answer: starting from a copy");
             return Ok((ring, false));
         }

@@ -169,13 +169,14 @@ impl SigningKeys {
             let ring = ring.merged_with(held, now).unwrap_or(ring);
             match self.install(&ring, now) {
                 Ok(()) => {
-                    tracing::warn!(copy = %region, "the ring region does not answer; installed the newer ring copied to this region")
+                    tracing::warn!(copy = %region, "the ring region does not answer; installed the newer ring copied to this region");
+                    return;
                 }
+                // A copy sealed under another KEK (or written by someone else) never signs here.
                 Err(e) => {
                     tracing::error!(copy = %region, error = %format!("{e:#}"), "cannot open the region's copy of the key ring")
                 }
             }
-            return;
         }
     }
 

@@ -804,3 +804,33 @@ async fn erasing_a_user_removes_the_limit_ledger_with_the_rest_in_one_step() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn a_ring_copy_sealed_under_another_kek_is_neither_restored_nor_followed() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    // Someone with another KEK (or none) wrote the ring in us.
+    let mut stranger = at(&settings, "us");
+    stranger.redis_url = us.url();
+    stranger.keys_dir = std::env::temp_dir().join(random_name("tessera-other-keys-"));
+    stranger.regions = RegionsSetting::Table(BTreeMap::from([(
+        region("us"),
+        RegionRedis {
+            redis_url: Some(us.url()),
+            cluster: false,
+        },
+    )]));
+    let foreign = kids_of(spawn_app_with(stranger).await.jwks().await);
+    let ring = format!("{}:keyring", settings.key_prefix);
+    let foreign_copy: Option<String> = us.plain_conn().get(&ring).unwrap();
+    assert!(foreign_copy.is_some());
+
+    // The ring region is empty: the node starts with a ring of its own instead of restoring a
+    // copy it cannot open (which would keep every node from starting).
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let own = kids_of(eu_node.jwks().await);
+    assert_ne!(own, foreign);
+    let in_eu: Option<String> = eu.plain_conn().get(&ring).unwrap();
+    assert!(in_eu.is_some());
+    assert_ne!(in_eu, foreign_copy, "not the foreign copy");
+}
