@@ -130,6 +130,13 @@ fn revocation_event(event_id: &str, entry: &FeedEntry) -> Bytes {
 /// How often a stream retries the backlog of a region whose Redis did not answer.
 const BEHIND_RETRY: Duration = Duration::from_secs(1);
 
+/// A region this node has not heard from for this long (three of its heartbeats) counts as
+/// behind for open streams too: they forward no heartbeat until it is heard again.
+const QUIET_AFTER_MS: i64 = 3_000;
+
+/// Entries one backlog read asks for; a backlog is read page after page to its end.
+const BACKLOG_PAGE: usize = 10_000;
+
 /// One revocation stream: the backlog still to send, live entries, where the client stands,
 /// and the regions whose backlog could not be read yet.
 struct RevocationStream {
@@ -144,6 +151,10 @@ struct RevocationStream {
     /// by heartbeats sees the gap instead of a stream that looks whole.
     behind: Vec<String>,
     retry_at: tokio::time::Instant,
+    /// This node's own view of every feed: a region whose follower went quiet after the
+    /// stream opened (its Redis stopped, the link to it cut) withholds heartbeats too.
+    revoked: std::sync::Arc<std::sync::RwLock<crate::revocation::RevokedSet>>,
+    clock: crate::clock::SharedClock,
 }
 
 /// Reads the backlog of every link in `links` after the cursor; the regions that did not
@@ -153,13 +164,25 @@ async fn read_backlogs(
     cursor: &Cursor,
 ) -> (Vec<FeedEntry>, Vec<String>) {
     let reads = links.iter().map(|link| async move {
-        let after = cursor
+        let mut after = cursor
             .position(link.region.as_str())
             .map(|(ms, seq)| format!("{ms}-{seq}"));
-        (
-            link.region.to_string(),
-            link.feed.backlog(after.as_deref(), 100_000).await,
-        )
+        // Page after page to the end: a cursor moved by a live entry must never skip an
+        // entry of the backlog that was not read.
+        let mut all = Vec::new();
+        loop {
+            match link.feed.backlog(after.as_deref(), BACKLOG_PAGE).await {
+                Ok(page) => {
+                    let full = page.len() == BACKLOG_PAGE;
+                    after = page.last().map(|e| e.id.clone()).or(after);
+                    all.extend(page);
+                    if !full {
+                        return (link.region.to_string(), Ok(all));
+                    }
+                }
+                Err(e) => return (link.region.to_string(), Err(e)),
+            }
+        }
     });
     let mut entries = Vec::new();
     let mut failed = Vec::new();
@@ -203,6 +226,12 @@ impl RevocationStream {
                     Ok(Err(broadcast::error::RecvError::Closed)) => return None,
                 },
             };
+            if matches!(entry.entry, Revocation::Heartbeat { .. }) {
+                if let Some(quiet) = self.quiet_regions() {
+                    // A comment instead (SSE clients ignore it), for whoever reads the stream.
+                    return Some(Bytes::from(format!(": feeds behind: {quiet}\n\n")));
+                }
+            }
             if !self.behind.is_empty() {
                 if matches!(entry.entry, Revocation::Heartbeat { .. }) {
                     continue;
@@ -217,6 +246,19 @@ impl RevocationStream {
             }
             return Some(revocation_event(&self.cursor.encode(&self.feeds), &entry));
         }
+    }
+
+    /// The regions this node has not heard from lately, if any (comma-separated).
+    fn quiet_regions(&self) -> Option<String> {
+        let now = self.clock.now_ms();
+        let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        let quiet: Vec<&str> = self
+            .feeds
+            .iter()
+            .filter(|f| revoked.staleness_of(f, now) > QUIET_AFTER_MS)
+            .map(String::as_str)
+            .collect();
+        (!quiet.is_empty()).then(|| quiet.join(","))
     }
 
     /// Retries the backlog of the regions still behind; those that answer join the stream.
@@ -263,6 +305,8 @@ pub async fn revocations(
         links,
         behind,
         retry_at: tokio::time::Instant::now() + BEHIND_RETRY,
+        revoked: state.revoked.clone(),
+        clock: state.clock.clone(),
     };
     let body = stream::unfold(stream, |mut stream| async move {
         let event = stream.next_event().await?;

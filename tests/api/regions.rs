@@ -834,3 +834,93 @@ async fn a_ring_copy_sealed_under_another_kek_is_neither_restored_nor_followed()
     assert!(in_eu.is_some());
     assert_ne!(in_eu, foreign_copy, "not the foreign copy");
 }
+
+#[tokio::test]
+async fn an_open_revocation_stream_stops_its_heartbeats_when_a_region_goes_quiet() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    let _us_node = spawn_app_with(at(&settings, "us")).await;
+    let mut feed = eu_node
+        .client
+        .get(format!("{}/admin/revocations", eu_node.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    read_until(&mut feed, &mut text, |t| t.contains("event: heartbeat")).await;
+
+    // us stops after the stream opened: the eu feed's heartbeats keep coming to the node, but
+    // the stream must not pass them on, or a verifier would count a stream missing us as fresh.
+    us.signal("-STOP");
+    text.clear();
+    read_until(&mut feed, &mut text, |t| t.contains(": feeds behind: us")).await;
+    let since = text.len();
+    read_until(&mut feed, &mut text, |t| {
+        t.matches(": feeds behind: us").count() >= 3
+    })
+    .await;
+    us.signal("-CONT");
+    assert!(!text[since..].contains("event: heartbeat"), "{text}");
+    read_until(&mut feed, &mut text, |t| {
+        t[since..].contains("event: heartbeat")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resumed_stream_sends_every_entry_of_a_backlog_longer_than_one_read() {
+    let redis = RedisServer::start();
+    let settings = test_settings(&redis);
+    let app = spawn_app_with(settings.clone()).await;
+    let key = format!("{}:rev:eu", settings.key_prefix);
+    let until = unix_ms() + 600_000;
+    let start: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("e")
+        .arg(r#"{"kind":"heartbeat","at":0}"#)
+        .query(&mut redis.plain_conn())
+        .unwrap();
+    // More than the 100,000 one read used to take (the attack that found it), so several pages.
+    let total = 100_100;
+    let mut pipe = redis::pipe();
+    for i in 0..total {
+        let entry = serde_json::json!({ "kind": "session", "sid": format!("v1_eu_abcd_{i:022}"), "until": until });
+        pipe.cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("e")
+            .arg(entry.to_string())
+            .ignore();
+    }
+    let _: () = pipe.query(&mut redis.plain_conn()).unwrap();
+    let mut feed = app
+        .client
+        .get(format!("{}/admin/revocations", app.admin))
+        .bearer_auth(ADMIN_KEY)
+        .header("last-event-id", start)
+        .send()
+        .await
+        .unwrap();
+    let last = format!("v1_eu_abcd_{:022}", total - 1);
+    let (mut sent, mut tail) = (0, String::new());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !tail.contains(&last) {
+        let chunk = tokio::time::timeout_at(deadline, feed.chunk())
+            .await
+            .expect("the whole backlog in time")
+            .unwrap()
+            .expect("the stream stays open");
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+        // Count whole events only, keeping a partial one for the next chunk.
+        if let Some(end) = tail.rfind("\n\n") {
+            sent += tail[..end].matches("\"kind\":\"session\"").count();
+            if !tail[..end].contains(&last) {
+                tail.drain(..end + 2);
+            }
+        }
+    }
+    assert_eq!(sent, total, "every entry after the resume point, once");
+}
