@@ -204,7 +204,7 @@ pub struct Settings {
     /// Default off: the JWT path keeps working while Redis is down, as designed.
     pub revocation_fail_closed: bool,
     /// How long one full pass of the sweep for revocation outboxes nobody drained takes (crash
-    /// recovery; a fixed 65,536 `LLEN`s per pass, spread over one slice a second).
+    /// recovery; a fixed 65,536 `EXISTS` per pass, spread over one slice a second).
     pub outbox_sweep_secs: u64,
 }
 

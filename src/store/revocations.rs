@@ -247,7 +247,8 @@ impl RedisFeed {
     ///
     /// An outbox is named by its user's hash tag, 4 hex digits, so there are at most 65,536
     /// of them, wherever they live (one Redis, or the slots of every primary of a cluster): the
-    /// sweep asks each one's length (`LLEN`, 256 at a time on a connection of its own: pipelined
+    /// sweep asks whether each exists (`EXISTS`: a stray key of another type cannot make the
+    /// question fail for the others; 256 at a time on a connection of its own: pipelined
     /// on one Redis, each to its slot's primary on a cluster) instead of walking the keyspace with `SCAN`. Its cost is the same
     /// with 2,000 sessions or 10 million: a full pass takes `every`, in slices of one second.
     /// (`SCAN` every 5 s cost one Redis 1,400 calls per pass at 1M sessions, on every node, and
@@ -294,10 +295,10 @@ impl RedisFeed {
                 .iter()
                 .map(|t| self.keys.outbox(&format!("{t:04x}")))
                 .collect();
-            let lengths: Vec<i64> = if let Conn::Single(_) = conn {
+            let found: Vec<i64> = if let Conn::Single(_) = conn {
                 let mut pipe = redis::pipe();
                 for outbox in &outboxes {
-                    pipe.cmd("LLEN").arg(outbox);
+                    pipe.cmd("EXISTS").arg(outbox);
                 }
                 pipe.query_async(conn).await?
             } else {
@@ -306,7 +307,7 @@ impl RedisFeed {
                 let asked = outboxes.iter().map(|outbox| {
                     let mut conn = conn.clone();
                     async move {
-                        redis::cmd("LLEN")
+                        redis::cmd("EXISTS")
                             .arg(outbox)
                             .query_async::<i64>(&mut conn)
                             .await
@@ -317,13 +318,14 @@ impl RedisFeed {
                     .into_iter()
                     .collect::<Result<_, _>>()?
             };
-            for (outbox, _) in outboxes.iter().zip(lengths).filter(|(_, n)| *n > 0) {
+            for (outbox, _) in outboxes.iter().zip(found).filter(|(_, n)| *n > 0) {
                 match self.drain(outbox).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(moved = n, "revocations moved from an outbox by the sweep")
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+                    // One bad key (another type, unreadable) must not stop the sweep.
+                    Err(e) => tracing::warn!(outbox = %outbox, error = %e, "outbox not drained"),
                 }
             }
         }
