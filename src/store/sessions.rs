@@ -239,7 +239,15 @@ impl SessionStore for RedisSessionStore {
             .get(self.keys.session(id))
             .await
             .map_err(store_error)?;
-        raw.as_deref().map(Self::decode).transpose()
+        // A value that is not a record (corrupt, or written by something else) is no session:
+        // refused like a missing one (401), never a 500; it expires with its TTL.
+        Ok(raw.and_then(|raw| match Self::decode(&raw) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "undecodable session record; treated as no session");
+                None
+            }
+        }))
     }
 
     async fn renew(
@@ -297,7 +305,10 @@ impl SessionStore for RedisSessionStore {
             .unwrap_or(0);
         let mut sessions = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
-            let record = Self::decode(&pair[1])?;
+            let Ok(record) = Self::decode(&pair[1]) else {
+                tracing::error!("undecodable session record in a user's index; not listed");
+                continue;
+            };
             // Skip anything that does not belong to this user or region set (defence in depth).
             let Some(Ok(id)) = std::str::from_utf8(&pair[0])
                 .ok()

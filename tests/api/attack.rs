@@ -1072,3 +1072,96 @@ async fn while_the_feed_is_stale_every_use_is_checked_in_redis() {
         401
     );
 }
+
+/// Whatever a session key holds, the service answers as if there were no session there (401)
+/// or lists around it, never a 500; and the user can still sign in.
+#[tokio::test]
+async fn a_corrupt_session_record_is_no_session_never_a_server_error() {
+    let redis = RedisServer::shared();
+    let app = spawn_app(&redis).await;
+    let garbage: Vec<Vec<u8>> = vec![
+        b"garbage".to_vec(),
+        br#"{"u":"x""#.to_vec(),
+        br#"{}"#.to_vec(),
+        br#"[]"#.to_vec(),
+        vec![0xc1],
+        vec![0x80],
+        vec![0x81, 0xa1, b'u', 0x01],
+        vec![0, 0, 0],
+        Vec::new(),
+    ];
+    for (i, value) in garbage.iter().enumerate() {
+        let user = format!("corrupt-{i}");
+        let created = app.create_session(&user).await;
+        let sid = created.session["id"].as_str().unwrap();
+        let tag = sid.split('_').nth(2).unwrap();
+        let key = format!("{}:s:{{{tag}}}:{sid}", app.settings.key_prefix);
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(value.as_slice())
+            .arg("KEEPTTL")
+            .query(&mut redis.conn())
+            .unwrap();
+        let seen = app.get_session_with_bearer(&created.token).await.status();
+        assert_eq!(seen, 401, "{value:?}");
+        assert_eq!(
+            app.get_session_with_cookie(&created.token).await.status(),
+            401
+        );
+        let mint = app.mint(&created.token, None).await.status();
+        assert_eq!(mint, 401, "{value:?}");
+        let listed = app
+            .admin_get(&format!("/admin/users/{user}/sessions"))
+            .await;
+        assert_eq!(listed.status(), 200);
+        let listed: Value = listed.json().await.unwrap();
+        assert_eq!(listed["sessions"], json!([]), "{value:?}");
+        assert!(
+            listed
+                .get("unavailable_regions")
+                .is_none_or(|r| r == &json!([])),
+            "{listed}"
+        );
+        let again = app
+            .admin_post(
+                "/admin/sessions",
+                &json!({ "user_id": user, "acr": "pwd", "amr": ["pwd"] }),
+            )
+            .await;
+        assert_eq!(again.status(), 201, "{value:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_agent_longer_than_the_stored_limit_is_not_an_anomaly() {
+    let redis = RedisServer::shared();
+    let mut settings = test_settings(&redis);
+    settings.anomaly_policy = tessera::session::device::AnomalyPolicy::Revoke;
+    let app = spawn_app_with(settings).await;
+    let ua = format!(
+        "Mozilla/5.0 (Linux; Android 14; wv) {} AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+        "x".repeat(240)
+    );
+    let created = app
+        .admin_post(
+            "/admin/sessions",
+            &json!({ "user_id": "long-ua", "acr": "pwd", "amr": ["pwd"], "user_agent": ua }),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let token = created.json::<Value>().await.unwrap()["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        let seen = app
+            .client
+            .get(format!("{}/v1/session", app.public))
+            .bearer_auth(&token)
+            .header("user-agent", &ua)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(seen.status(), 200, "the same browser, not an anomaly");
+    }
+}

@@ -15,7 +15,10 @@ impl SessionService {
         ua: &str,
         now: UnixMillis,
     ) -> Result<(), AuthError> {
-        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, ua) else {
+        // Compared as it would be stored: a user agent longer than the stored limit must not
+        // look like another browser because only its stored copy was clipped.
+        let ua = clip(ua, MAX_USER_AGENT);
+        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, &ua) else {
             return Ok(());
         };
         if session.record.anomaly_at != 0 {

@@ -3,6 +3,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec, packed = decode_record(raw)
+if not rec then return 0 end
 if rec.an and tonumber(rec.an) > 0 then return 0 end
 rec.an = tonumber(ARGV[1])
 local out = encode_record(rec, packed)

@@ -64,8 +64,9 @@ local live = {}
 for _, sid in ipairs(members) do
   local raw = redis.call('GET', ARGV[8] .. sid)
   if raw then
-    local ok, rec = pcall(decode_record, raw)
-    local seen = (ok and tonumber(rec.ls)) or 0
+    -- A record that does not decode still counts (first to go when evicting).
+    local rec = decode_record(raw)
+    local seen = (rec and tonumber(rec.ls)) or 0
     table.insert(live, {sid, seen})
   else
     redis.call('ZREM', KEYS[2], sid)
@@ -89,6 +90,7 @@ end
 local rec = ARGV[1]
 if ver > 0 then
   local fields, packed = decode_record(rec)
+  if not fields then return redis.error_reply('the new record does not decode') end
   fields.cv = ver
   rec = encode_record(fields, packed)
 end

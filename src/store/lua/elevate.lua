@@ -5,6 +5,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec, packed = decode_record(raw)
+if not rec then return 0 end
 if rec.sh ~= ARGV[1] then return 0 end
 rec.sh = ARGV[2]
 if ARGV[3] ~= '' then

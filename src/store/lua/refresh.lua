@@ -13,6 +13,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown'} end
 local rec, packed = decode_record(raw)
+if not rec then return {'unknown'} end
 local now = tonumber(ARGV[3])
 if (not rec.rh) or rec.rh == '' then return {'unknown'} end
 if now >= tonumber(rec.ae) or now >= tonumber(rec.ie) then return {'unknown'} end

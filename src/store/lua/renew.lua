@@ -9,6 +9,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec, packed = decode_record(raw)
+if not rec then return 0 end
 if rec.sh ~= ARGV[1] then return 0 end
 if tonumber(rec.cv or 0) < tonumber(redis.call('GET', KEYS[3]) or '0') then
   redis.call('DEL', KEYS[1])

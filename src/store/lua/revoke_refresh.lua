@@ -7,6 +7,7 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'unknown'} end
 local rec, packed = decode_record(raw)
+if not rec then return {'unknown'} end
 if (not rec.rh) or rec.rh == '' then return {'unknown'} end
 if rec.rh ~= ARGV[1] and rec.rp ~= ARGV[1] then
   return {'mismatch', rec.rh, rec.u}
