@@ -398,10 +398,11 @@ async fn load_ring(
             let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await else {
                 continue;
             };
-            // Only a ring this node can open goes back (a copy someone else wrote, or one
-            // sealed under another KEK, would keep every node from starting).
-            if let Err(e) = ring.open(kek) {
-                tracing::error!(copy = %region, error = %format!("{e:#}"), "the key ring copy cannot be opened with this node's KEK; not restored from it");
+            // Only a ring this node can sign from goes back (a copy someone else wrote, one
+            // sealed under another KEK, or one whose keys all retired would keep every node
+            // from starting).
+            if let Err(e) = ring.usable(kek, now) {
+                tracing::error!(copy = %region, error = %format!("{e:#}"), "the key ring copy is not usable; not restored from it");
                 continue;
             }
             if let Ok(true) = store::keyring::restore(pool, layout, &ring).await {
@@ -417,8 +418,8 @@ async fn load_ring(
         };
     for (region, copy) in &pools[1..] {
         if let Ok(Some(ring)) = store::keyring::load_current(copy, layout).await {
-            if ring.open(kek).is_err() {
-                tracing::error!(copy = %region, "the key ring copy cannot be opened with this node's KEK; skipped");
+            if let Err(e) = ring.usable(kek, now) {
+                tracing::error!(copy = %region, error = %format!("{e:#}"), "the key ring copy is not usable; skipped");
                 continue;
             }
             tracing::warn!(ring_region = %ring_region, copy = %region, error = %format!("{error:#}"), "the ring region does not answer: starting from a copy");

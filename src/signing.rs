@@ -166,6 +166,10 @@ impl SigningKeys {
             if ring.newest() <= held.newest() {
                 continue;
             }
+            if let Err(e) = ring.usable(&self.kek, now) {
+                tracing::error!(copy = %region, error = %format!("{e:#}"), "the region's copy of the key ring is not usable; not followed");
+                continue;
+            }
             let ring = ring.merged_with(held, now).unwrap_or(ring);
             match self.install(&ring, now) {
                 Ok(()) => {

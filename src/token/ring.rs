@@ -136,6 +136,17 @@ impl StoredRing {
     }
 
     /// The newest key's creation time.
+    /// Can this ring serve a node now: every key opens under `kek`, one may sign at `now`, and
+    /// no key claims to be created in the future (beyond a minute of clock skew)? A copy that
+    /// fails this is never restored, started from or followed: it could only stop nodes or,
+    /// with a future `created_at`, hide every genuine rotation behind it.
+    pub fn usable(&self, kek: &Kek, now: i64) -> anyhow::Result<()> {
+        if let Some(k) = self.keys.iter().find(|k| k.created_at > now + 60_000) {
+            anyhow::bail!("key {} claims to be created in the future", k.kid);
+        }
+        ActiveKeys::from_ring(&self.open(kek)?, now).map(|_| ())
+    }
+
     pub fn newest(&self) -> i64 {
         self.keys.iter().map(|k| k.created_at).max().unwrap_or(0)
     }
@@ -285,6 +296,24 @@ mod tests {
         assert!(rotated.schedule_moved(2_400, 2_500));
         assert!(!rotated.schedule_moved(2_500, 12_000));
         assert!(rotated.schedule_moved(12_000, 13_000));
+    }
+
+    #[test]
+    fn a_ring_is_usable_only_if_it_opens_can_sign_now_and_claims_no_future() {
+        let kek = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let other = Kek::from_base64(&Kek::generate_text().unwrap()).unwrap();
+        let ring = StoredRing::first(SigningAlg::Es256, &kek, 1_000).unwrap();
+        assert!(ring.usable(&kek, 2_000).is_ok());
+        assert!(
+            ring.usable(&other, 2_000).is_err(),
+            "sealed under another KEK"
+        );
+        let mut retired = ring.clone();
+        retired.keys[0].retire_at = Some(1_500);
+        assert!(retired.usable(&kek, 2_000).is_err(), "no key may sign");
+        let mut future = ring.clone();
+        future.keys[0].created_at = 2_000 + 86_400_000;
+        assert!(future.usable(&kek, 2_000).is_err(), "created in the future");
     }
 
     #[test]

@@ -924,3 +924,34 @@ async fn a_resumed_stream_sends_every_entry_of_a_backlog_longer_than_one_read() 
     }
     assert_eq!(sent, total, "every entry after the resume point, once");
 }
+
+#[tokio::test]
+async fn a_ring_copy_whose_keys_all_retired_is_not_restored() {
+    let (eu, us) = (RedisServer::start(), RedisServer::start());
+    let settings = two_regions(&eu, &us);
+    let mut us_only = at(&settings, "us");
+    us_only.redis_url = us.url();
+    us_only.regions = RegionsSetting::Table(BTreeMap::from([(
+        region("us"),
+        RegionRedis {
+            redis_url: Some(us.url()),
+            cluster: false,
+        },
+    )]));
+    drop(spawn_app_with(us_only).await);
+    // Someone with write access to us (but not the KEK) retires every key of the copy.
+    let ring = format!("{}:keyring", settings.key_prefix);
+    let raw: String = us.plain_conn().get(&ring).unwrap();
+    let mut tampered: Value = serde_json::from_str(&raw).unwrap();
+    for key in tampered["keys"].as_array_mut().unwrap() {
+        key["retire_at"] = serde_json::json!(unix_ms() - 1_000);
+    }
+    let _: () = us.plain_conn().set(&ring, tampered.to_string()).unwrap();
+
+    // The node starts (with a ring of its own) instead of restoring a ring no one can sign
+    // from and refusing to start, which is what every node would then do.
+    let eu_node = spawn_app_with(at(&settings, "eu")).await;
+    assert_eq!(kids_of(eu_node.jwks().await).len(), 1);
+    let in_eu: String = eu.plain_conn().get(&ring).unwrap();
+    assert_ne!(in_eu, tampered.to_string());
+}
