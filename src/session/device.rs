@@ -19,8 +19,19 @@ pub fn device_summary(ua: &str) -> String {
         "Chrome"
     } else if ua.contains("Safari/") {
         "Safari"
-    } else if ua.starts_with("curl/") {
-        "curl"
+    } else if !ua.starts_with("Mozilla/") {
+        // A tool or library names itself first (`curl/8.5.0`, `okhttp/4.12`): that name is its
+        // family, so an update (`curl` → `curl/8.5`) is the same device.
+        let product = ua.split(['/', ' ']).next().unwrap_or_default();
+        let product: String = product
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(32)
+            .collect();
+        if !product.is_empty() {
+            return product;
+        }
+        "Unknown browser"
     } else {
         "Unknown browser"
     };
@@ -136,6 +147,9 @@ mod tests {
             ("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
             ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
             ("curl/8.5.0", "curl"),
+            ("curl", "curl"),
+            ("okhttp/4.12.0", "okhttp"),
+            ("python-requests/2.32.3", "python-requests"),
             ("", "Unknown device"),
         ];
         for (ua, expected) in cases {
@@ -167,6 +181,36 @@ mod tests {
             rules().detect("203.0.113.7", ff, "::ffff:203.0.1.1".parse().ok(), ff),
             None
         );
+    }
+
+    #[test]
+    fn a_tool_that_only_gains_a_version_is_the_same_device() {
+        assert_eq!(
+            rules().detect(
+                "203.0.113.7",
+                "curl",
+                "203.0.113.8".parse().ok(),
+                "curl/8.5.0"
+            ),
+            None
+        );
+        assert_eq!(
+            rules().detect(
+                "203.0.113.7",
+                "curl/8.5.0",
+                "203.0.113.8".parse().ok(),
+                "curl/8.11.1"
+            ),
+            None
+        );
+        assert!(rules()
+            .detect(
+                "203.0.113.7",
+                "curl/8.5.0",
+                "203.0.113.8".parse().ok(),
+                "okhttp/4.12.0"
+            )
+            .is_some());
     }
 
     #[test]
