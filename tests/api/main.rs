@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod contract;
 mod faults;
+mod first_run;
 mod helpers;
 mod hostile;
 mod keys;
