@@ -13,6 +13,7 @@ mod hostile;
 mod keys;
 mod lifecycle;
 mod login;
+mod nginx;
 mod oauth;
 mod openapi;
 mod refresh;
