@@ -119,7 +119,8 @@ impl Application {
             settings.allowed_origins.clone(),
             redis_policy_ok.clone(),
         )
-        .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules());
+        .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules())
+        .with_cookie_name(http::cookie::SessionCookie::new(settings.cookie_domain.clone()).name());
         let directory = match &settings.users_file {
             Some(path) => Some(Directory::load(path)?),
             None => {
@@ -156,6 +157,7 @@ impl Application {
             tracing::warn!("no admin API key configured (TESSERA_ADMIN_API_KEY): the admin API refuses every request");
         }
         let state = State {
+            cookie: http::cookie::SessionCookie::new(settings.cookie_domain.clone()),
             service,
             guard,
             login,
@@ -272,6 +274,7 @@ fn serve(
                     .add(("Cache-Control", "no-store"))
                     .add(("Referrer-Policy", "no-referrer")),
             )
+            .wrap(actix_web::middleware::from_fn(http::cors::cors))
             .wrap(actix_web::middleware::from_fn(http::access_log::access_log))
             .configure(routes)
             .default_service(web::to(fallback::not_found))
@@ -377,7 +380,8 @@ pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<Session
         settings.allowed_origins.clone(),
         Arc::new(AtomicBool::new(true)),
     )
-    .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules()))
+    .with_network(settings.trusted_proxy_nets(), settings.anomaly_rules())
+    .with_cookie_name(http::cookie::SessionCookie::new(settings.cookie_domain.clone()).name()))
 }
 
 /// The ring from the ring region (created there on the very first start); while that region is

@@ -141,6 +141,10 @@ pub struct Settings {
     /// Origins allowed on cookie-authenticated unsafe requests (e.g. `https://app.example.com`).
     /// Empty: the `Origin` must match the request's `Host`.
     pub allowed_origins: Vec<String>,
+    /// Opt-in for apps on sibling subdomains (e.g. `example.com` for `app.example.com` and
+    /// `auth.example.com`): the session cookie becomes `__Secure-tessera` with this `Domain`,
+    /// sent to every host under it. Unset (default): `__Host-tessera`, this exact host only.
+    pub cookie_domain: Option<String>,
     /// Largest JSON body accepted, in bytes.
     pub max_body_bytes: usize,
     /// actix worker threads per listener (default: one per core).
@@ -238,6 +242,7 @@ impl Default for Settings {
             on_session_limit: OnLimit::Evict,
             role_session_limits: Default::default(),
             allowed_origins: Vec::new(),
+            cookie_domain: None,
             max_body_bytes: 16 * 1024,
             workers: None,
             log_format: "json".into(),
@@ -326,6 +331,24 @@ impl Settings {
             return Err(bad("redis_url", e));
         }
         self.region_targets()?;
+        if let Some(domain) = &self.cookie_domain {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if domain.len() > 253
+                || domain.split('.').count() < 2
+                || !domain.split('.').all(label_ok)
+            {
+                return Err(bad(
+                    "cookie_domain",
+                    format!("'{domain}' is not a domain name like example.com (no scheme, port or leading dot)"),
+                ));
+            }
+        }
         if let Some(key) = &self.admin_api_key {
             if key.expose().len() < 32 {
                 return Err(bad(

@@ -6,7 +6,7 @@
 
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
-use super::{cookie, State};
+use super::State;
 use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::guard;
@@ -104,7 +104,7 @@ pub async fn revoke_one(
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     if is_current && presented.is_cookie() {
-        response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+        response.append_header((header::SET_COOKIE, state.cookie.removal().to_string()));
     }
     Ok(response.json(serde_json::json!({ "revoked": revoked as u8 })))
 }
@@ -139,7 +139,7 @@ pub async fn revoke_many(
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     let revoked = if all {
         if presented.is_cookie() {
-            response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+            response.append_header((header::SET_COOKIE, state.cookie.removal().to_string()));
         }
         state
             .service

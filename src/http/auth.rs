@@ -2,7 +2,7 @@
 
 use super::session::clear_dead_cookie;
 use super::views::SessionView;
-use super::{cookie, csrf, State};
+use super::{csrf, State};
 use crate::authn::login::{ClientInfo, LoggedIn, LoginOutcome, NativeLifetimes};
 use crate::error::ApiError;
 use crate::session::service::RefreshError;
@@ -86,6 +86,7 @@ fn native_or_browser(
 fn logged_in(state: &State, done: &LoggedIn) -> Result<HttpResponse, ApiError> {
     let Some(refresh) = &done.refresh else {
         return Ok(established(
+            &state.cookie,
             &done.session,
             &done.token,
             actix_web::http::StatusCode::OK,
@@ -108,6 +109,7 @@ fn logged_in(state: &State, done: &LoggedIn) -> Result<HttpResponse, ApiError> {
 
 /// A browser session was established: cookie plus `{session, csrf_token}`.
 fn established(
+    jar: &super::cookie::SessionCookie,
     session: &Session,
     token: &SessionToken,
     status: actix_web::http::StatusCode,
@@ -118,7 +120,7 @@ fn established(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .append_header((
             header::SET_COOKIE,
-            cookie::session_cookie(token.expose(), max_age).to_string(),
+            jar.set(token.expose(), max_age).to_string(),
         ))
         .json(serde_json::json!({
             "session": SessionView::new(session, true),
@@ -308,7 +310,7 @@ pub async fn step_up(
         let max_age = (session.record.expires_at - now) / 1000;
         response.append_header((
             header::SET_COOKIE,
-            cookie::session_cookie(token.expose(), max_age).to_string(),
+            state.cookie.set(token.expose(), max_age).to_string(),
         ));
         body["csrf_token"] = token.secret().csrf_token().expose().into();
     } else {

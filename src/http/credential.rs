@@ -7,9 +7,10 @@ use crate::session::{Region, SessionToken};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
-/// The session cookie. `__Host-` makes browsers insist on `Secure`, `Path=/` and no `Domain`,
-/// so no sibling subdomain can plant or overwrite it.
-pub const COOKIE_NAME: &str = "__Host-tessera";
+/// The session cookie's default name. `__Host-` makes browsers insist on `Secure`, `Path=/`
+/// and no `Domain`, so no sibling subdomain can plant or overwrite it (see `cookie.rs` for the
+/// opt-in `__Secure-` mode).
+pub const COOKIE_NAME: &str = super::cookie::HOST_COOKIE;
 
 /// How the session credential arrived; cookie requests need CSRF checks, bearer ones do not.
 #[derive(Debug)]
@@ -35,7 +36,7 @@ impl Presented {
 /// Names are compared byte for byte: a percent-encoded `%5F%5FHost-tessera` is another cookie
 /// (actix's `req.cookies()` would decode it and could be fooled). Two session cookies mean
 /// someone planted one: refused rather than guessing which is genuine.
-pub fn session_cookie(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+pub fn session_cookie<'r>(req: &'r HttpRequest, name: &str) -> Result<Option<&'r str>, ApiError> {
     let mut found = None;
     // Bytes, not `to_str`: a sibling app's `lang=café` is not visible ASCII and must not break
     // Tessera's cookie. Only the session cookie's own value has to be text.
@@ -45,7 +46,7 @@ pub fn session_cookie(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if pair[..eq].trim_ascii() != COOKIE_NAME.as_bytes() {
+            if pair[..eq].trim_ascii() != name.as_bytes() {
                 continue;
             }
             if found.is_some() {
@@ -69,6 +70,7 @@ pub fn session_cookie(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
 pub fn presented_session(
     req: &HttpRequest,
     regions: &[Region],
+    cookie_name: &str,
 ) -> Result<Option<Presented>, ApiError> {
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         let raw = auth.to_str().ok().and_then(bearer_value).ok_or_else(|| {
@@ -83,7 +85,7 @@ pub fn presented_session(
         })?;
         return Ok(Some(Presented::Bearer(token)));
     }
-    let Some(raw) = session_cookie(req)? else {
+    let Some(raw) = session_cookie(req, cookie_name)? else {
         return Ok(None);
     };
     if raw.len() > MAX_TOKEN_LEN {
@@ -114,17 +116,17 @@ mod tests {
         let req = TestRequest::default()
             .insert_header((header::COOKIE, "a=1; __Host-tessera=abc; b=2"))
             .to_http_request();
-        assert_eq!(session_cookie(&req).unwrap(), Some("abc"));
+        assert_eq!(session_cookie(&req, COOKIE_NAME).unwrap(), Some("abc"));
 
         let encoded = TestRequest::default()
             .insert_header((header::COOKIE, "%5F%5FHost-tessera=abc"))
             .to_http_request();
-        assert_eq!(session_cookie(&encoded).unwrap(), None);
+        assert_eq!(session_cookie(&encoded, COOKIE_NAME).unwrap(), None);
 
         let lookalike = TestRequest::default()
             .insert_header((header::COOKIE, "__host-tessera=abc; __Host-tessera2=x"))
             .to_http_request();
-        assert_eq!(session_cookie(&lookalike).unwrap(), None);
+        assert_eq!(session_cookie(&lookalike, COOKIE_NAME).unwrap(), None);
     }
 
     #[test]
@@ -134,12 +136,12 @@ mod tests {
         let req = TestRequest::default()
             .insert_header((header::COOKIE, value))
             .to_http_request();
-        assert_eq!(session_cookie(&req).unwrap(), Some("abc"));
+        assert_eq!(session_cookie(&req, COOKIE_NAME).unwrap(), Some("abc"));
         let only_theirs = header::HeaderValue::from_bytes("lang=café".as_bytes()).unwrap();
         let req = TestRequest::default()
             .insert_header((header::COOKIE, only_theirs))
             .to_http_request();
-        assert_eq!(session_cookie(&req).unwrap(), None);
+        assert_eq!(session_cookie(&req, COOKIE_NAME).unwrap(), None);
     }
 
     #[test]
@@ -148,7 +150,7 @@ mod tests {
             .insert_header((header::COOKIE, "__Host-tessera=a; __Host-tessera=b"))
             .to_http_request();
         assert_eq!(
-            session_cookie(&req).unwrap_err().code(),
+            session_cookie(&req, COOKIE_NAME).unwrap_err().code(),
             "duplicate_session_cookie"
         );
     }

@@ -34,6 +34,8 @@ pub struct SessionGuard {
     anomaly: AnomalyRules,
     regions: Arc<[Region]>,
     allowed_origins: Arc<[String]>,
+    /// The session cookie's name (`__Host-tessera`, or `__Secure-tessera` with a domain).
+    cookie_name: &'static str,
     /// When false (Redis may evict keys), session checks fail closed.
     redis_ok: Arc<AtomicBool>,
 }
@@ -54,8 +56,15 @@ impl SessionGuard {
             regions: service.regions().to_vec().into(),
             service,
             allowed_origins: allowed_origins.into(),
+            cookie_name: super::cookie::HOST_COOKIE,
             redis_ok,
         }
+    }
+
+    /// Reads the session cookie under `name` (see `SessionCookie::name`).
+    pub fn with_cookie_name(mut self, name: &'static str) -> Self {
+        self.cookie_name = name;
+        self
     }
 
     /// Client-IP resolution and anomaly rules (see `Settings`).
@@ -113,9 +122,10 @@ impl SessionGuard {
         now: UnixMillis,
         refuse_while_evicting: bool,
     ) -> Result<(Presented, Session), ApiError> {
-        let presented = presented_session(req, &self.regions)?.ok_or_else(|| {
-            ApiError::unauthorized("no_session", "no session credential presented")
-        })?;
+        let presented =
+            presented_session(req, &self.regions, self.cookie_name)?.ok_or_else(|| {
+                ApiError::unauthorized("no_session", "no session credential presented")
+            })?;
         let unsafe_method = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
         if unsafe_method && presented.is_cookie() {
             csrf::check(

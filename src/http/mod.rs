@@ -11,6 +11,7 @@ pub mod body;
 pub mod check;
 pub mod client_ip;
 pub mod cookie;
+pub mod cors;
 pub mod credential;
 pub mod csrf;
 pub mod fallback;
@@ -32,6 +33,8 @@ use std::sync::Arc;
 /// Shared state of both listeners.
 #[derive(Clone)]
 pub struct State {
+    /// The session cookie's name and scope (`cookie_domain`).
+    pub cookie: cookie::SessionCookie,
     pub service: SessionService,
     pub guard: guard::SessionGuard,
     pub login: crate::authn::login::LoginService,

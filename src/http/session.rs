@@ -2,7 +2,7 @@
 
 use super::credential::Presented;
 use super::views::SessionView;
-use super::{cookie, State};
+use super::State;
 use crate::error::ApiError;
 use crate::session::Session;
 use actix_web::http::header;
@@ -15,14 +15,18 @@ async fn authenticated(req: &HttpRequest, state: &State) -> Result<(Presented, S
 
 /// A 401 for a cookie client also expires the dead cookie.
 pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> ApiError {
+    let jar = req
+        .app_data::<web::Data<State>>()
+        .map(|s| s.cookie.clone())
+        .unwrap_or_default();
     let is_dead_cookie = err.code() == "invalid_session"
-        && super::credential::session_cookie(req)
+        && super::credential::session_cookie(req, jar.name())
             .ok()
             .flatten()
             .is_some()
         && req.headers().get(header::AUTHORIZATION).is_none();
     if is_dead_cookie {
-        err.expiring_cookie(cookie::removal_cookie().to_string())
+        err.expiring_cookie(jar.removal().to_string())
     } else {
         err
     }
@@ -81,7 +85,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpRes
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     if is_cookie {
-        response.append_header((header::SET_COOKIE, cookie::removal_cookie().to_string()));
+        response.append_header((header::SET_COOKIE, state.cookie.removal().to_string()));
     }
     Ok(response.json(serde_json::json!({ "logged_out": true })))
 }

@@ -6,6 +6,7 @@ mod attack;
 mod cluster;
 mod config;
 mod contract;
+mod cookies;
 mod faults;
 mod first_run;
 mod helpers;

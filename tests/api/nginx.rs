@@ -180,7 +180,13 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
         .await
         .unwrap();
     let status = logout.status();
-    assert_eq!(status, 200, "{:?} {}", logout.headers().clone(), logout.text().await.unwrap());
+    assert_eq!(
+        status,
+        200,
+        "{:?} {}",
+        logout.headers().clone(),
+        logout.text().await.unwrap()
+    );
     assert_eq!(
         get("/orders", Some(&token), false).await.unwrap().status(),
         401
