@@ -230,7 +230,32 @@ pub fn append(path: &Path, entry: UserEntry) -> anyhow::Result<()> {
     candidate.push('\n');
     candidate.push_str(&block);
     Directory::parse(&candidate)?;
-    std::fs::write(path, candidate).with_context(|| format!("cannot write {}", path.display()))
+    write_private_atomically(path, &candidate)
+}
+
+/// The users file holds password hashes and TOTP secrets: written with mode 0600 to a temporary
+/// file beside it, then renamed over it, so a reload never reads half a file and nobody else on
+/// the host can read it.
+fn write_private_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -289,6 +314,34 @@ mod tests {
             .fingerprint
             .clone();
         assert_eq!(base, same);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn appending_writes_a_file_only_its_owner_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tessera-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let entry = toml::from_str::<UsersFile>(&file(""))
+            .unwrap()
+            .users
+            .remove(0);
+        append(&path, entry).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(Directory::load(&path)
+            .unwrap()
+            .by_username("alice")
+            .is_some());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

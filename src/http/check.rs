@@ -66,6 +66,12 @@ pub async fn check(
 ) -> HttpResponse {
     match decide(&req, &state, &query).await {
         Ok(response) => response,
+        // A credential problem the client made is a refusal (401), not a malformed request:
+        // a proxy turns any answer but 2xx/401/403 into an outage page.
+        Err(err) if err.code() == "duplicate_session_cookie" => denied(ApiError::unauthorized(
+            "duplicate_session_cookie",
+            "more than one session cookie was sent; clear this site's cookies and sign in again",
+        )),
         Err(err) => denied(err),
     }
 }

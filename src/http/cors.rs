@@ -20,9 +20,12 @@ pub async fn cors(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = req
-        .headers()
-        .get(header::ORIGIN)
+    // The public API only: never the admin API (on either listener) or the admin listener.
+    let path = req.path();
+    let public_api = path.starts_with("/v1/") && !path.starts_with("/v1/admin/");
+    let allowed = public_api
+        .then(|| req.headers().get(header::ORIGIN))
+        .flatten()
         .filter(|origin| {
             req.app_data::<web::Data<State>>().is_some_and(|state| {
                 state

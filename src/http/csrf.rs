@@ -9,23 +9,22 @@ use actix_web::HttpRequest;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Is the request from an allowed origin? `allowed` empty means "same host as the request".
+/// Is the request from an allowed origin: the same host as the request, or one listed in
+/// `allowed` (a single-page app elsewhere on the site; listing it never locks out the pages
+/// served on Tessera's own host).
 pub fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
     let refuse = || ApiError::forbidden("cross_origin_request", "cross-origin request refused");
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().map_err(|_| refuse())?;
-        let ok = if allowed.is_empty() {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default();
-            origin.split_once("://").is_some_and(|(scheme, rest)| {
-                matches!(scheme, "http" | "https") && !host.is_empty() && rest == host
-            })
-        } else {
-            allowed.iter().any(|a| a == origin)
-        };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let same_host = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https") && !host.is_empty() && rest == host
+        });
+        let ok = same_host || allowed.iter().any(|a| a == origin);
         return if ok { Ok(()) } else { Err(refuse()) };
     }
     match req.headers().get("sec-fetch-site").map(|v| v.as_bytes()) {

@@ -19,6 +19,7 @@ pub mod feeds;
 pub mod guard;
 pub mod health;
 pub mod oauth;
+pub mod page;
 pub mod session;
 pub mod user_admin;
 pub mod views;
@@ -167,7 +168,10 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         )
         .service(fallback::resource("/openapi.json", "GET").route(web::get().to(health::openapi)))
         .service(fallback::resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(fallback::resource("/readyz", "GET").route(web::get().to(health::readyz)));
+        .service(fallback::resource("/readyz", "GET").route(web::get().to(health::readyz)))
+        .service(fallback::resource("/account", "GET").route(web::get().to(page::index)))
+        .service(fallback::resource("/account/app.js", "GET").route(web::get().to(page::script)))
+        .service(fallback::resource("/account/app.css", "GET").route(web::get().to(page::style)));
 }
 
 /// The admin listener's whole surface (every route needs the admin API key).

@@ -124,6 +124,21 @@ async fn an_allowed_origin_gets_cors_with_credentials_and_others_get_nothing() {
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 
+    // Listing an app's origin never locks out pages on Tessera's own host.
+    login(&app).await;
+    // The admin API gets no CORS, whatever the origin.
+    let admin = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/admin/sessions", app.admin),
+        )
+        .header("origin", spa)
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert!(admin.headers().get("access-control-allow-origin").is_none());
     let (_, token, csrf) = login_from(&app, spa).await;
     let read = app
         .client

@@ -3,6 +3,7 @@
 mod account;
 mod anomaly;
 mod attack;
+mod browser;
 mod cluster;
 mod config;
 mod contract;

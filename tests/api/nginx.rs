@@ -170,6 +170,40 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
         "{challenge}"
     );
 
+    // Paths an app may read as admin are admin to nginx too, or refused outright; a duplicate
+    // session cookie is a refusal, never an outage answer.
+    for path in ["/ADMIN/payments", "//Admin/x", "/admin"] {
+        let answer = get(path, Some(&token), false).await.unwrap();
+        assert_eq!(answer.status(), 401, "{path}");
+        assert!(answer.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_user_authentication"));
+        assert_eq!(
+            answer.headers().get_all("www-authenticate").iter().count(),
+            1
+        );
+    }
+    for path in ["/admin;/x", "/admin..;/x", "/admin%5cx", "/%2561dmin/x"] {
+        let answer = client
+            .get(format!("{base}{path}"))
+            .header("cookie", format!("__Host-tessera={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{path}");
+    }
+    let doubled = client
+        .get(format!("{base}/orders"))
+        .header(
+            "cookie",
+            format!("__Host-tessera={token}; __Host-tessera=x"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doubled.status(), 401);
+
     // Logged out through nginx: the very next request is refused.
     let logout = client
         .post(format!("{base}/v1/logout"))
