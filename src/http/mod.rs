@@ -171,7 +171,11 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/readyz", "GET").route(web::get().to(health::readyz)))
         .service(fallback::resource("/account", "GET").route(web::get().to(page::index)))
         .service(fallback::resource("/account/app.js", "GET").route(web::get().to(page::script)))
-        .service(fallback::resource("/account/app.css", "GET").route(web::get().to(page::style)));
+        .service(fallback::resource("/account/app.css", "GET").route(web::get().to(page::style)))
+        .service(
+            fallback::resource("/account/demo/payment", "POST")
+                .route(web::post().to(page::demo_payment)),
+        );
 }
 
 /// The admin listener's whole surface (every route needs the admin API key).

@@ -35,3 +35,42 @@ pub async fn script() -> HttpResponse {
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", include_str!("page/app.css"))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoPayment {
+    amount: String,
+    payee: String,
+}
+
+/// `POST /account/demo/payment`: the account page's demo of a high-risk action. It moves no
+/// money: it answers what it would have paid, once the session holds a single-use step-up grant
+/// bound to exactly this amount and payee (a grant for another amount or payee does not count).
+pub async fn demo_payment(
+    req: actix_web::HttpRequest,
+    state: actix_web::web::Data<super::State>,
+    body: actix_web::web::Json<DemoPayment>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    let valid = |s: &str| !s.trim().is_empty() && s.len() <= 64 && !s.chars().any(char::is_control);
+    if !valid(&body.amount) || !valid(&body.payee) {
+        return Err(crate::error::ApiError::bad_request(
+            "invalid_payment",
+            "amount and payee are 1-64 printable characters",
+        ));
+    }
+    let (_, session) = state.guard.session(&req, state.clock.now_ms()).await?;
+    let operation =
+        serde_json::json!({ "action": "payment", "amount": body.amount, "payee": body.payee });
+    let need = crate::session::policy::Requirement {
+        acr: crate::session::Acr::Pwd,
+        max_age_secs: 300,
+        role: None,
+    };
+    state
+        .guard
+        .spend_grant(&session, operation.as_object().expect("an object"), &need)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "paid": body.amount, "to": body.payee, "demo": true })))
+}

@@ -118,7 +118,11 @@ async fn a_first_run_without_a_users_file_signs_in_with_password_and_with_totp()
     // Password hashes, TOTP secrets and the admin key: readable by their owner only.
     use std::os::unix::fs::PermissionsExt;
     for file in ["demo-users.toml", "admin-api-key"] {
-        let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
     std::fs::remove_dir_all(&dir).ok();

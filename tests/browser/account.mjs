@@ -77,7 +77,22 @@ try {
   await other.getByRole("heading", { name: "Sign in" }).waitFor();
   await other.screenshot({ path: `${SHOTS}/signed-out-1280.png`, fullPage: true });
 
-  // 4. A cross-origin form post is refused (no Origin of ours, no CSRF token).
+  // 4. The demo payment: the RFC 9470 challenge opens the step-up dialog; confirming it binds a
+  // single-use grant to exactly this payment, and the payment is retried.
+  await own.getByRole("button", { name: "Pay" }).click();
+  const dialog = own.getByRole("dialog", { name: "Confirm it's you" });
+  await dialog.waitFor();
+  await own.screenshot({ path: `${SHOTS}/step-up-1280.png`, fullPage: true });
+  await dialog.getByLabel("Password").fill(PLAIN_PASSWORD);
+  await dialog.getByRole("button", { name: "Confirm" }).click();
+  await own.getByText("Paid 120.00 EUR to ACME").waitFor();
+  // The grant was single-use: the same payment again asks again.
+  await own.getByRole("button", { name: "Pay" }).click();
+  await dialog.waitFor();
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await own.getByText("Payment cancelled.").waitFor();
+
+  // 5. A cross-origin form post is refused (no Origin of ours, no CSRF token).
   // (In the signed-in browser itself: SameSite=Lax keeps the cookie off, and the origin is
   // not ours either.)
   const evil = await first.newPage();
@@ -91,13 +106,13 @@ try {
   await page.reload();
   await page.getByText("This device").waitFor();
 
-  // 5. The page at 375 px: nothing wider than the screen.
+  // 6. The page at 375 px: nothing wider than the screen.
   await page.setViewportSize({ width: 375, height: 740 });
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   expect(width <= 375, `no horizontal scrolling at 375 px, page is ${width} px wide`);
   await page.screenshot({ path: `${SHOTS}/devices-375.png`, fullPage: true });
 
-  // 6. Keyboard only: Tab reaches the buttons, and focus is visible.
+  // 7. Keyboard only: Tab reaches the buttons, and focus is visible.
   await page.keyboard.press("Tab");
   const focused = await page.evaluate(() => document.activeElement && document.activeElement.tagName);
   expect(focused === "BUTTON", `Tab reaches a button, got ${focused}`);

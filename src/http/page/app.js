@@ -16,7 +16,7 @@ function say(text, isError = false) {
 }
 
 function show(...ids) {
-  for (const id of ["signin", "totp", "devices"]) $(id).hidden = !ids.includes(id);
+  for (const id of ["signin", "totp", "devices", "payment"]) $(id).hidden = !ids.includes(id);
 }
 
 async function api(method, path, body) {
@@ -52,16 +52,17 @@ function wantsStepUp(response) {
   return challenge.includes("insufficient_user_authentication");
 }
 
-// Runs `action`; when it answers the step-up challenge, asks for a fresh sign-in and retries.
-async function withStepUp(action) {
+// Runs `action`; when it answers the step-up challenge, asks for a fresh sign-in (bound to
+// `bind`, the one operation it is for, when given) and retries.
+async function withStepUp(action, bind) {
   let response = await action();
   if (!wantsStepUp(response)) return response;
-  if (!(await stepUp())) return null;
+  if (!(await stepUp(bind))) return null;
   response = await action();
   return response;
 }
 
-function stepUp() {
+function stepUp(bind) {
   const dialog = $("stepup");
   $("stepup-password").value = "";
   $("stepup-code").value = "";
@@ -73,6 +74,7 @@ function stepUp() {
         const body = {};
         if ($("stepup-password").value) body.password = $("stepup-password").value;
         if ($("stepup-code").value) body.totp = $("stepup-code").value;
+        if (bind) body.bind = bind;
         const r = await api("POST", "/v1/session/step-up", body);
         if (!r.ok) {
           say(await explain(r), true);
@@ -134,7 +136,7 @@ async function loadDevices() {
     list.append(item);
   }
   if (away && away.length) say(`Sessions in ${away.join(", ")} could not be listed right now.`, true);
-  show("devices");
+  show("devices", "payment");
 }
 
 function signedOut(text) {
@@ -202,6 +204,22 @@ $("totp").addEventListener("submit", async (e) => {
 });
 
 $("others").addEventListener("click", signOutOthers);
+
+$("payment").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const payment = { amount: $("amount").value, payee: $("payee").value };
+  const r = await withStepUp(
+    () => api("POST", "/account/demo/payment", payment),
+    { action: "payment", ...payment },
+  );
+  if (r === null) return say("Payment cancelled.");
+  if (!r.ok) {
+    if (r.status === 401 && !wantsStepUp(r)) return signedOut(await explain(r));
+    return say(await explain(r), true);
+  }
+  const done = await r.json();
+  say(`Paid ${done.paid} to ${done.to} (demo: no money moved).`);
+});
 
 (async () => {
   const r = await api("GET", "/v1/session");
