@@ -106,6 +106,20 @@ try {
   await page.reload();
   await page.getByText("This device").waitFor();
 
+  // 5b. Too many wrong passwords: the page says so, with the wait.
+  const guesser = await (await browser.newContext()).newPage();
+  await guesser.goto(`${BASE}/account`);
+  let limited = false;
+  for (let i = 0; i < 30 && !limited; i++) {
+    await guesser.locator("#signin").getByLabel("Username").fill("mallory");
+    await guesser.locator("#signin").getByLabel("Password").fill(`wrong-${i}`);
+    await guesser.getByRole("button", { name: "Sign in" }).click();
+    await guesser.locator("#message:not(:empty)").waitFor();
+    limited = (await guesser.locator("#message").textContent()).startsWith("Too many attempts");
+    if (!limited) await guesser.evaluate(() => { document.getElementById("message").textContent = ""; });
+  }
+  expect(limited, "a rate-limit message after repeated wrong passwords");
+
   // 6. The page at 375 px: nothing wider than the screen.
   await page.setViewportSize({ width: 375, height: 740 });
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
