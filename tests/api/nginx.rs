@@ -120,7 +120,8 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
         if forged {
             request = request
                 .header("x-tessera-user", "admin")
-                .header("x-tessera-acr", "mfa");
+                .header("x-tessera-acr", "mfa")
+                .header("x-forwarded-for", "10.9.8.7");
         }
         request.send()
     };
@@ -160,6 +161,11 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
     );
     assert!(head.contains("x-tessera-acr: pwd"), "{head}");
     assert!(!head.contains("x-tessera-acr: mfa"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+    assert!(
+        !head.contains("10.9.8.7"),
+        "a client-sent X-Forwarded-For arrived: {head}"
+    );
 
     // A high-risk location: a password-only session gets the RFC 9470 challenge.
     let high = get("/admin/payments", Some(&token), false).await.unwrap();
