@@ -5,6 +5,15 @@ use crate::token::{Kek, SigningAlg, StoredRing};
 use anyhow::Context;
 use redis::AsyncCommands;
 
+/// One pooled connection for the key ring.
+async fn connect(
+    pool: &crate::store::connection::Pool,
+) -> anyhow::Result<crate::store::connection::Pooled> {
+    pool.get()
+        .await
+        .context("no Redis connection for the key ring")
+}
+
 /// Loads the ring, creating it if no node has yet. Returns the ring and whether we created it.
 pub async fn load_or_create(
     pool: &crate::store::connection::Pool,
@@ -13,10 +22,7 @@ pub async fn load_or_create(
     alg: SigningAlg,
     now: i64,
 ) -> anyhow::Result<(StoredRing, bool)> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     let key = keys.keyring();
     if let Some(ring) = load(&mut conn, &key).await? {
         return Ok((ring, false));
@@ -65,10 +71,7 @@ pub async fn rotate(
     policy: &RotationPolicy,
     now: i64,
 ) -> anyhow::Result<StoredRing> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     let key = keys.keyring();
     let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
     let raw = raw.context("there is no key ring to rotate yet: start a node first")?;
@@ -117,10 +120,7 @@ pub async fn reconcile(
     held: &StoredRing,
     now: i64,
 ) -> anyhow::Result<Reconciled> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     let key = keys.keyring();
     for _ in 0..5 {
         let raw: Option<String> = conn.get(&key).await.context("cannot read the key ring")?;
@@ -174,10 +174,7 @@ pub async fn copy_to(
     keys: &KeyLayout,
     ring: &StoredRing,
 ) -> anyhow::Result<bool> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     let json = serde_json::to_string(ring)?;
     let current: Option<String> = conn
         .get(keys.keyring())
@@ -200,10 +197,7 @@ pub async fn restore(
     keys: &KeyLayout,
     ring: &StoredRing,
 ) -> anyhow::Result<bool> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     let written: Option<String> = redis::cmd("SET")
         .arg(keys.keyring())
         .arg(serde_json::to_string(ring)?)
@@ -219,10 +213,7 @@ pub async fn load_current(
     pool: &crate::store::connection::Pool,
     keys: &KeyLayout,
 ) -> anyhow::Result<Option<StoredRing>> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("no Redis connection for the key ring")?;
+    let mut conn = connect(pool).await?;
     load(&mut conn, &keys.keyring()).await
 }
 

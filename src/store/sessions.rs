@@ -20,46 +20,29 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script, Value};
 use std::sync::LazyLock;
 
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/create.lua")
-    ))
-});
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/renew.lua")
-    ))
-});
+/// A script that reads or writes session records: `lua/record.lua` (the record format's
+/// decoder and encoder) followed by the script itself.
+macro_rules! record_script {
+    ($name:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/record.lua"),
+                include_str!(concat!("lua/", $name, ".lua"))
+            ))
+        })
+    };
+}
+
+static CREATE: LazyLock<Script> = record_script!("create");
+static RENEW: LazyLock<Script> = record_script!("renew");
 static REVOKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/revoke.lua")));
 static REVOKE_ALL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/revoke_all.lua")));
-static ROTATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/elevate.lua")
-    ))
-});
+static ROTATE: LazyLock<Script> = record_script!("elevate");
 static ERASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/erase.lua")));
-static ANOMALY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/anomaly.lua")
-    ))
-});
-static REFRESH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/refresh.lua")
-    ))
-});
-static REVOKE_REFRESH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/record.lua"),
-        include_str!("lua/revoke_refresh.lua")
-    ))
-});
+static ANOMALY: LazyLock<Script> = record_script!("anomaly");
+static REFRESH: LazyLock<Script> = record_script!("refresh");
+static REVOKE_REFRESH: LazyLock<Script> = record_script!("revoke_refresh");
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
 
 /// The one call of `revoke_all.lua`: an unconditional revoke-all (`fingerprint` empty) or a

@@ -16,9 +16,16 @@ impl SessionService {
         now: UnixMillis,
     ) -> Result<(), AuthError> {
         // Compared as it would be stored: a user agent longer than the stored limit must not
-        // look like another browser because only its stored copy was clipped.
-        let ua = clip(ua, MAX_USER_AGENT);
-        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, &ua) else {
+        // look like another browser because only its stored copy was clipped. (Clipped only
+        // when clipping changes it: this runs on every session check.)
+        let clipped;
+        let ua = if ua.len() <= MAX_USER_AGENT && !ua.chars().any(char::is_control) {
+            ua
+        } else {
+            clipped = clip(ua, MAX_USER_AGENT);
+            clipped.as_str()
+        };
+        let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, ua) else {
             return Ok(());
         };
         if session.record.anomaly_at != 0 {
