@@ -155,26 +155,8 @@ async fn a_tool_whose_user_agent_only_gains_a_version_is_not_an_anomaly() {
     let mut settings = test_settings(&redis);
     settings.anomaly_policy = tessera::session::device::AnomalyPolicy::Revoke;
     let app = spawn_app_with(settings).await;
-    let created = app
-        .admin_post(
-            "/admin/sessions",
-            &serde_json::json!({ "user_id": "curl-user", "acr": "pwd", "amr": ["pwd"], "ip": "127.0.0.1", "user_agent": "curl" }),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
-    let token = created.json::<serde_json::Value>().await.unwrap()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.session_from_agent("curl-user", "curl").await;
     for _ in 0..2 {
-        let seen = app
-            .client
-            .get(format!("{}/v1/session", app.public))
-            .bearer_auth(&token)
-            .header("user-agent", "curl/8.5.0")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(seen.status(), 200);
+        assert_eq!(app.get_session_as(&token, "curl/8.5.0").await.status(), 200);
     }
 }

@@ -1142,26 +1142,9 @@ async fn a_user_agent_longer_than_the_stored_limit_is_not_an_anomaly() {
         "Mozilla/5.0 (Linux; Android 14; wv) {} AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
         "x".repeat(240)
     );
-    let created = app
-        .admin_post(
-            "/admin/sessions",
-            &json!({ "user_id": "long-ua", "acr": "pwd", "amr": ["pwd"], "user_agent": ua }),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
-    let token = created.json::<Value>().await.unwrap()["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.session_from_agent("long-ua", &ua).await;
     for _ in 0..2 {
-        let seen = app
-            .client
-            .get(format!("{}/v1/session", app.public))
-            .bearer_auth(&token)
-            .header("user-agent", &ua)
-            .send()
-            .await
-            .unwrap();
+        let seen = app.get_session_as(&token, &ua).await;
         assert_eq!(seen.status(), 200, "the same browser, not an anomaly");
     }
 }

@@ -636,6 +636,45 @@ impl TestApp {
     pub async fn jwks(&self) -> Value {
         self.public_json("/.well-known/jwks.json").await
     }
+
+    /// The kids this node publishes, sorted.
+    pub async fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.jwks().await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    /// A session for `user` created (admin API) as if signed in from `user_agent` at
+    /// 127.0.0.1; its session token.
+    pub async fn session_from_agent(&self, user: &str, user_agent: &str) -> String {
+        let created = self
+            .admin_post(
+                "/admin/sessions",
+                &serde_json::json!({ "user_id": user, "acr": "pwd", "amr": ["pwd"], "ip": "127.0.0.1", "user_agent": user_agent }),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+        created.json::<Value>().await.unwrap()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `GET /v1/session` with a bearer session token, sent with `user_agent`.
+    pub async fn get_session_as(&self, token: &str, user_agent: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/v1/session", self.public))
+            .bearer_auth(token)
+            .header("user-agent", user_agent)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 /// Part `index` of a compact JWS (0 header, 1 claims), decoded as JSON. Reads, never verifies.

@@ -59,18 +59,6 @@ async fn a_node_with_another_key_encryption_key_refuses_to_start_and_says_why() 
     assert!(text.contains("different key-encryption key"), "{text}");
 }
 
-/// The kids a node publishes, sorted.
-async fn kids(app: &TestApp) -> Vec<String> {
-    let mut kids: Vec<String> = app.jwks().await["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
 /// An access token minted on `app` for a fresh session.
 async fn token_from(app: &TestApp) -> String {
     let created = app.create_session("alice").await;
@@ -86,7 +74,7 @@ async fn running_nodes_put_the_ring_back_after_redis_loses_it_and_a_new_node_use
         spawn_app_with(settings.clone()),
         spawn_app_with(settings.clone())
     );
-    let before = kids(&a).await;
+    let before = a.kids().await;
     redis.restart(); // no persistence: every key is gone
     let ring_key = format!("{}:keyring", settings.key_prefix);
     wait_until("a running node restores the ring", || async {
@@ -95,11 +83,11 @@ async fn running_nodes_put_the_ring_back_after_redis_loses_it_and_a_new_node_use
     .await;
     let c = spawn_app_with(settings.clone()).await;
     assert_eq!(
-        kids(&c).await,
+        c.kids().await,
         before,
         "the node started next loads the same ring"
     );
-    assert_eq!(kids(&b).await, before);
+    assert_eq!(b.kids().await, before);
     let from_c = token_from(&c).await;
     assert_eq!(a.check_jwt(&from_c).await, 200);
     let from_a = token_from(&a).await;
@@ -111,12 +99,12 @@ async fn a_node_that_made_a_new_ring_during_the_outage_ends_up_publishing_everyo
     let mut redis = RedisServer::start();
     let settings = test_settings(&redis);
     let a = spawn_app_with(settings.clone()).await;
-    let old = kids(&a).await;
+    let old = a.kids().await;
     redis.restart();
     // C starts before A noticed: it finds no ring and creates its own.
     let c = spawn_app_with(settings.clone()).await;
     wait_until("both nodes publish both rings' keys", || async {
-        let (ka, kc) = (kids(&a).await, kids(&c).await);
+        let (ka, kc) = (a.kids().await, c.kids().await);
         ka == kc && ka.len() == 2 && old.iter().all(|k| ka.contains(k))
     })
     .await;

@@ -92,16 +92,6 @@ fn start_nginx(tessera: &str, app: u16) -> Nginx {
     Nginx { child, port }
 }
 
-/// The session token in a response's `Set-Cookie`.
-fn cookie_value(response: &reqwest::Response) -> String {
-    let set = response.headers()["set-cookie"].to_str().unwrap();
-    set.split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches("__Host-tessera=")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_once() {
     if topology() != Topology::Single {
@@ -146,7 +136,7 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let token = cookie_value(&login);
+    let token = TestApp::cookie_of(&login);
     let body: Value = login.json().await.unwrap();
     let user = body["session"]["user_id"].as_str().unwrap().to_owned();
     let csrf = body["csrf_token"].as_str().unwrap().to_owned();
@@ -239,7 +229,7 @@ async fn nginx_lets_in_only_who_tessera_says_and_refuses_a_revoked_session_at_on
         .send()
         .await
         .unwrap();
-    let live = cookie_value(&other);
+    let live = TestApp::cookie_of(&other);
     redis.signal("-STOP");
     let down = get("/orders", Some(&live), false).await.unwrap();
     redis.signal("-CONT");

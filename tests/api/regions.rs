@@ -48,6 +48,27 @@ fn at(settings: &Settings, home: &str) -> Settings {
     }
 }
 
+/// `settings` as a deployment of the one region `name`, on `redis` (as a node that only ever
+/// knew that region would be configured).
+fn only_in(settings: &mut Settings, name: &str, redis: &RedisServer) {
+    settings.redis_url = redis.url();
+    settings.regions = RegionsSetting::Table(BTreeMap::from([(
+        region(name),
+        RegionRedis {
+            redis_url: Some(redis.url()),
+            cluster: false,
+        },
+    )]));
+}
+
+/// `settings` with the path to region `name`'s Redis broken (a refused port): that node alone
+/// never reaches it.
+fn cut_off_from(settings: &mut Settings, name: &str) {
+    if let RegionsSetting::Table(regions) = &mut settings.regions {
+        regions.get_mut(&region(name)).unwrap().redis_url = Some("redis://127.0.0.1:1".into());
+    }
+}
+
 fn session_key(settings: &Settings, id: &str) -> String {
     let tag = id.split('_').nth(2).unwrap();
     format!("{}:s:{{{tag}}}:{id}", settings.key_prefix)
@@ -331,16 +352,6 @@ async fn a_rotation_reaches_every_region_and_an_outage_stops_neither_minting_nor
     let settings = two_regions(&eu, &us);
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
     let us_node = spawn_app_with(at(&settings, "us")).await;
-    let kids = |jwks: Value| -> Vec<String> {
-        let mut kids: Vec<String> = jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap().to_owned())
-            .collect();
-        kids.sort();
-        kids
-    };
     let ring_in = |redis: &RedisServer| -> Option<String> {
         redis
             .plain_conn()
@@ -361,10 +372,10 @@ async fn a_rotation_reaches_every_region_and_an_outage_stops_neither_minting_nor
         async move { request.await.unwrap().status().as_u16() }
     };
     assert_eq!(rotate(&eu_node).await, 200);
-    let after = kids(eu_node.jwks().await);
+    let after = eu_node.kids().await;
     assert_eq!(after.len(), 2);
     wait_until("the us node publishes the new key", || async {
-        kids(us_node.jwks().await) == after
+        us_node.kids().await == after
     })
     .await;
     assert_eq!(ring_in(&eu), ring_in(&us));
@@ -374,11 +385,11 @@ async fn a_rotation_reaches_every_region_and_an_outage_stops_neither_minting_nor
     us.signal("-STOP");
     assert!(!eu_node.access_token(&in_eu.token).await.is_empty());
     assert_eq!(rotate(&eu_node).await, 200);
-    let three = kids(eu_node.jwks().await);
+    let three = eu_node.kids().await;
     assert_eq!(three.len(), 3);
     us.signal("-CONT");
     wait_until("the us node installs the rotation", || async {
-        kids(us_node.jwks().await) == three
+        us_node.kids().await == three
     })
     .await;
     wait_until("the us copy catches up", || async {
@@ -393,7 +404,7 @@ async fn a_rotation_reaches_every_region_and_an_outage_stops_neither_minting_nor
     assert_eq!(rotate(&us_node).await, 503);
     assert!(!us_node.access_token(&in_us.token).await.is_empty());
     let late = spawn_app_with(at(&settings, "us")).await;
-    assert_eq!(kids(late.jwks().await), three);
+    assert_eq!(late.kids().await, three);
     eu.signal("-CONT");
 }
 
@@ -640,17 +651,6 @@ async fn the_revocation_stream_keeps_going_while_a_region_is_away_and_shows_the_
     assert_eq!(error_code(refused).await.0, 503);
 }
 
-fn kids_of(jwks: Value) -> Vec<String> {
-    let mut kids: Vec<String> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect();
-    kids.sort();
-    kids
-}
-
 #[tokio::test]
 async fn a_node_cut_off_from_the_ring_region_alone_follows_the_rotations_copied_to_its_region() {
     let (eu, us) = (RedisServer::start(), RedisServer::start());
@@ -663,11 +663,9 @@ async fn a_node_cut_off_from_the_ring_region_alone_follows_the_rotations_copied_
     .await;
     // This node's path to eu (the ring region) is broken; every other path works.
     let mut cut_off = at(&settings, "us");
-    if let RegionsSetting::Table(regions) = &mut cut_off.regions {
-        regions.get_mut(&region("eu")).unwrap().redis_url = Some("redis://127.0.0.1:1".into());
-    }
+    cut_off_from(&mut cut_off, "eu");
     let us_node = spawn_app_with(cut_off).await;
-    assert_eq!(kids_of(us_node.jwks().await), kids_of(eu_node.jwks().await));
+    assert_eq!(us_node.kids().await, eu_node.kids().await);
 
     let rotated = eu_node
         .client
@@ -677,10 +675,10 @@ async fn a_node_cut_off_from_the_ring_region_alone_follows_the_rotations_copied_
         .await
         .unwrap();
     assert_eq!(rotated.status(), 200);
-    let after = kids_of(eu_node.jwks().await);
+    let after = eu_node.kids().await;
     assert_eq!(after.len(), 2);
     wait_until("the cut-off node publishes the new key", || async {
-        kids_of(us_node.jwks().await) == after
+        us_node.kids().await == after
     })
     .await;
 }
@@ -692,21 +690,14 @@ async fn a_ring_region_that_lost_the_ring_gets_it_back_from_a_copy_not_a_fresh_r
     // Only us holds the ring: as after eu restarted without persistence, with no node left
     // running that still holds the keys in memory.
     let mut us_only = at(&settings, "us");
-    us_only.redis_url = us.url();
-    us_only.regions = RegionsSetting::Table(BTreeMap::from([(
-        region("us"),
-        RegionRedis {
-            redis_url: Some(us.url()),
-            cluster: false,
-        },
-    )]));
-    let in_use = kids_of(spawn_app_with(us_only).await.jwks().await);
+    only_in(&mut us_only, "us", &us);
+    let in_use = spawn_app_with(us_only).await.kids().await;
     let ring = format!("{}:keyring", settings.key_prefix);
     assert!(!eu.plain_conn().exists::<_, bool>(&ring).unwrap());
 
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
     assert_eq!(
-        kids_of(eu_node.jwks().await),
+        eu_node.kids().await,
         in_use,
         "the keys in use, not a fresh ring"
     );
@@ -720,9 +711,7 @@ async fn the_effect_of_a_change_still_parked_is_pushed_again_before_it_lapses() 
     let (eu, us) = (RedisServer::start(), RedisServer::start());
     let mut settings = two_regions(&eu, &us);
     // This node never reaches us: whatever it parks for us stays parked.
-    if let RegionsSetting::Table(regions) = &mut settings.regions {
-        regions.get_mut(&region("us")).unwrap().redis_url = Some("redis://127.0.0.1:1".into());
-    }
+    cut_off_from(&mut settings, "us");
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
     let done = eu_node
         .admin_post("/admin/users/alice/revoke-all", &serde_json::json!({}))
@@ -811,16 +800,9 @@ async fn a_ring_copy_sealed_under_another_kek_is_neither_restored_nor_followed()
     let settings = two_regions(&eu, &us);
     // Someone with another KEK (or none) wrote the ring in us.
     let mut stranger = at(&settings, "us");
-    stranger.redis_url = us.url();
     stranger.keys_dir = std::env::temp_dir().join(random_name("tessera-other-keys-"));
-    stranger.regions = RegionsSetting::Table(BTreeMap::from([(
-        region("us"),
-        RegionRedis {
-            redis_url: Some(us.url()),
-            cluster: false,
-        },
-    )]));
-    let foreign = kids_of(spawn_app_with(stranger).await.jwks().await);
+    only_in(&mut stranger, "us", &us);
+    let foreign = spawn_app_with(stranger).await.kids().await;
     let ring = format!("{}:keyring", settings.key_prefix);
     let foreign_copy: Option<String> = us.plain_conn().get(&ring).unwrap();
     assert!(foreign_copy.is_some());
@@ -828,7 +810,7 @@ async fn a_ring_copy_sealed_under_another_kek_is_neither_restored_nor_followed()
     // The ring region is empty: the node starts with a ring of its own instead of restoring a
     // copy it cannot open (which would keep every node from starting).
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
-    let own = kids_of(eu_node.jwks().await);
+    let own = eu_node.kids().await;
     assert_ne!(own, foreign);
     let in_eu: Option<String> = eu.plain_conn().get(&ring).unwrap();
     assert!(in_eu.is_some());
@@ -930,14 +912,7 @@ async fn a_ring_copy_whose_keys_all_retired_is_not_restored() {
     let (eu, us) = (RedisServer::start(), RedisServer::start());
     let settings = two_regions(&eu, &us);
     let mut us_only = at(&settings, "us");
-    us_only.redis_url = us.url();
-    us_only.regions = RegionsSetting::Table(BTreeMap::from([(
-        region("us"),
-        RegionRedis {
-            redis_url: Some(us.url()),
-            cluster: false,
-        },
-    )]));
+    only_in(&mut us_only, "us", &us);
     drop(spawn_app_with(us_only).await);
     // Someone with write access to us (but not the KEK) retires every key of the copy.
     let ring = format!("{}:keyring", settings.key_prefix);
@@ -951,7 +926,7 @@ async fn a_ring_copy_whose_keys_all_retired_is_not_restored() {
     // The node starts (with a ring of its own) instead of restoring a ring no one can sign
     // from and refusing to start, which is what every node would then do.
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
-    assert_eq!(kids_of(eu_node.jwks().await).len(), 1);
+    assert_eq!(eu_node.kids().await.len(), 1);
     let in_eu: String = eu.plain_conn().get(&ring).unwrap();
     assert_ne!(in_eu, tampered.to_string());
 }
