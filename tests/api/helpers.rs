@@ -637,6 +637,18 @@ impl TestApp {
         self.public_json("/.well-known/jwks.json").await
     }
 
+    /// Opens `/admin/revocations` (admin key), resuming after `last_event_id` when given.
+    pub async fn revocation_stream(&self, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(format!("{}/admin/revocations", self.admin))
+            .bearer_auth(ADMIN_KEY);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        request.send().await.unwrap()
+    }
+
     /// The kids this node publishes, sorted.
     pub async fn kids(&self) -> Vec<String> {
         let mut kids: Vec<String> = self.jwks().await["keys"]

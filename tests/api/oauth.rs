@@ -152,13 +152,7 @@ async fn the_revocation_feed_streams_over_sse_and_resumes_from_the_last_event_id
     let app = spawn_app(&redis).await;
     let a = app.create_session("alice").await;
     let b = app.create_session("bob").await;
-    let mut feed = app
-        .client
-        .get(format!("{}/admin/revocations", app.admin))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut feed = app.revocation_stream(None).await;
     assert_eq!(feed.headers()["content-type"], "text/event-stream");
     let sid_a = a.session["id"].as_str().unwrap().to_owned();
     app.logout_with_cookie(&a.token, &a.csrf).await;
@@ -180,14 +174,7 @@ async fn the_revocation_feed_streams_over_sse_and_resumes_from_the_last_event_id
     // Missed while disconnected, delivered on resume; nothing from before the resume point.
     let sid_b = b.session["id"].as_str().unwrap().to_owned();
     app.logout_with_cookie(&b.token, &b.csrf).await;
-    let mut resumed = app
-        .client
-        .get(format!("{}/admin/revocations", app.admin))
-        .bearer_auth(ADMIN_KEY)
-        .header("last-event-id", &last_id)
-        .send()
-        .await
-        .unwrap();
+    let mut resumed = app.revocation_stream(Some(&last_id)).await;
     let text = read_sse_until(&mut resumed, |t| t.contains(&sid_b)).await;
     assert!(!text.contains(&sid_a), "resumed after {last_id}: {text}");
 }

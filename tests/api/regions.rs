@@ -528,14 +528,7 @@ async fn the_last_possible_event_id_is_refused_not_a_server_error() {
     let eu_node = spawn_app_with(at(&two_regions(&eu, &us), "eu")).await;
     let last = "18446744073709551615-18446744073709551615";
     for id in [last.to_owned(), format!("eu=0-0,us={last}")] {
-        let response = eu_node
-            .client
-            .get(format!("{}/admin/revocations", eu_node.admin))
-            .bearer_auth(ADMIN_KEY)
-            .header("last-event-id", id)
-            .send()
-            .await
-            .unwrap();
+        let response = eu_node.revocation_stream(Some(&id)).await;
         assert_eq!(error_code(response).await.0, 400);
     }
 }
@@ -603,13 +596,7 @@ async fn the_revocation_stream_keeps_going_while_a_region_is_away_and_shows_the_
     let a_id = a.session["id"].as_str().unwrap().to_owned();
 
     us.signal("-STOP");
-    let mut feed = eu_node
-        .client
-        .get(format!("{}/admin/revocations", eu_node.admin))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut feed = eu_node.revocation_stream(None).await;
     assert_eq!(feed.status(), 200, "one region away stops nothing");
     let mut text = String::new();
     read_until(&mut feed, &mut text, |t| t.contains(": feeds behind: us")).await;
@@ -639,13 +626,7 @@ async fn the_revocation_stream_keeps_going_while_a_region_is_away_and_shows_the_
     // With every region away, there is nothing to stream: 503, never an empty 200.
     eu.signal("-STOP");
     us.signal("-STOP");
-    let refused = eu_node
-        .client
-        .get(format!("{}/admin/revocations", eu_node.admin))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let refused = eu_node.revocation_stream(None).await;
     eu.signal("-CONT");
     us.signal("-CONT");
     assert_eq!(error_code(refused).await.0, 503);
@@ -823,13 +804,7 @@ async fn an_open_revocation_stream_stops_its_heartbeats_when_a_region_goes_quiet
     let settings = two_regions(&eu, &us);
     let eu_node = spawn_app_with(at(&settings, "eu")).await;
     let _us_node = spawn_app_with(at(&settings, "us")).await;
-    let mut feed = eu_node
-        .client
-        .get(format!("{}/admin/revocations", eu_node.admin))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let mut feed = eu_node.revocation_stream(None).await;
     let mut text = String::new();
     read_until(&mut feed, &mut text, |t| t.contains("event: heartbeat")).await;
 
@@ -878,14 +853,7 @@ async fn a_resumed_stream_sends_every_entry_of_a_backlog_longer_than_one_read() 
             .ignore();
     }
     let _: () = pipe.query(&mut redis.plain_conn()).unwrap();
-    let mut feed = app
-        .client
-        .get(format!("{}/admin/revocations", app.admin))
-        .bearer_auth(ADMIN_KEY)
-        .header("last-event-id", start)
-        .send()
-        .await
-        .unwrap();
+    let mut feed = app.revocation_stream(Some(&start)).await;
     let last = format!("v1_eu_abcd_{:022}", total - 1);
     let (mut sent, mut tail) = (0, String::new());
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
