@@ -6,7 +6,7 @@ COPY src ./src
 RUN cargo build --release --locked --bin tessera
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates openssl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /var/lib/tessera tessera \
     && mkdir -p /var/lib/tessera/keys && chown -R tessera /var/lib/tessera

@@ -22,6 +22,9 @@ fn settings(url: &str) -> RedisSettings {
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(5),
         pool_size: 4,
+        ca_file: None,
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(500),
     }
 }
 

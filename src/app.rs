@@ -22,6 +22,8 @@ use std::time::Duration;
 /// A built, bound, not yet running Tessera node.
 pub struct Application {
     guard: SessionGuard,
+    draining: Arc<AtomicBool>,
+    shutdown: (Duration, Duration),
     public_port: u16,
     admin_port: u16,
     public: Server,
@@ -51,6 +53,7 @@ impl Application {
             .await
             .context("cannot read Redis INFO")?;
         store::health::check_policy(&policy)?;
+        store::health::check_access(&redis, &settings.key_prefix).await?;
 
         let (kek, kek_created) = Kek::load(
             settings.kek.as_ref().map(|k| k.expose()),
@@ -168,6 +171,7 @@ impl Application {
             probe: store::health::Probe::new(redis.pool.clone()),
             regional: regional.clone(),
             redis_policy_ok,
+            draining: Arc::new(AtomicBool::new(false)),
             admin_keys: http::admin::AdminKeyEntry::from_settings(&settings).into(),
             audit: audit.clone(),
             feed: feed.clone(),
@@ -211,6 +215,11 @@ impl Application {
         }
         Ok(Self {
             guard,
+            draining: state.draining.clone(),
+            shutdown: (
+                Duration::from_secs(settings.shutdown_drain_secs),
+                Duration::from_secs(settings.shutdown_timeout_secs),
+            ),
             public_port,
             admin_port,
             public,
@@ -238,7 +247,7 @@ impl Application {
         self.kek_created
     }
 
-    /// Serves until both listeners stop (SIGINT/SIGTERM are handled by actix).
+    /// Serves until both listeners stop (embedders and tests stop it by dropping the task).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let result = tokio::try_join!(self.public, self.admin);
         for task in self.background {
@@ -246,6 +255,37 @@ impl Application {
         }
         result.context("server error")?;
         Ok(())
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully: readiness answers 503 at once
+    /// while requests are still served for `shutdown_drain_secs`; then the listeners close and
+    /// requests in flight get up to `shutdown_timeout_secs`; then the background tasks stop.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let (public, admin) = (self.public.handle(), self.admin.handle());
+        let (drain, _) = self.shutdown;
+        let draining = self.draining.clone();
+        let stopper = tokio::spawn(async move {
+            let which = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                signal = which,
+                drain_secs = drain.as_secs(),
+                "stopping: readiness is 503 now; still serving while load balancers notice"
+            );
+            tokio::time::sleep(drain).await;
+            tracing::info!("stopping: listeners closed; waiting for requests in flight");
+            tokio::join!(public.stop(true), admin.stop(true));
+        });
+        let result = self.run_until_stopped().await;
+        stopper.abort();
+        tracing::info!("tessera stopped");
+        result
     }
 }
 
@@ -256,6 +296,7 @@ fn serve(
 ) -> anyhow::Result<Server> {
     let workers = state.settings.workers;
     let body_limit = state.settings.max_body_bytes;
+    let state_shutdown_timeout = state.settings.shutdown_timeout_secs;
     let guard = web::Data::new(state.guard.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
@@ -280,7 +321,10 @@ fn serve(
             .default_service(web::to(fallback::not_found))
     })
     .listen(listener)?
-    .client_request_timeout(Duration::from_secs(5));
+    .client_request_timeout(Duration::from_secs(5))
+    // Signals are Tessera's (`run_until_signalled`: readiness drains first).
+    .disable_signals()
+    .shutdown_timeout(state_shutdown_timeout);
     if let Some(n) = workers {
         server = server.workers(n);
     }
@@ -384,6 +428,29 @@ pub async fn connect_guard(settings: &crate::Settings) -> anyhow::Result<Session
     .with_cookie_name(http::cookie::SessionCookie::new(settings.cookie_domain.clone()).name()))
 }
 
+/// The session service on the configured Redis, without listeners: what `tessera sessions`
+/// uses, so the CLI lists and ends sessions through the same code as the admin API (audited,
+/// pushed to the revocation feed).
+pub async fn connect_service(settings: &crate::Settings) -> anyhow::Result<SessionService> {
+    settings.validate()?;
+    let layout = KeyLayout::new(settings.key_prefix.clone());
+    let regional = connect_regions(settings, &layout, crate::clock::system()).await?;
+    let audit = crate::store::audit::RedisAudit::new(
+        regional.links()[0].redis.conn.clone(),
+        layout.clone(),
+    );
+    Ok(SessionService::new(
+        Arc::new(regional.clone()),
+        Arc::new(NoMinting),
+        settings.session_policy(),
+        settings.limit_policy(),
+        settings.home_region(),
+        settings.known_regions(),
+        Arc::new(audit),
+    )
+    .with_feed(Arc::new(regional.feeds())))
+}
+
 /// The ring from the ring region (created there on the very first start); while that region is
 /// away, from the first copy another region holds.
 async fn load_ring(
@@ -467,6 +534,8 @@ async fn connect_regions(
         }
         .with_context(|| format!("region '{}'", target.region))?;
         let shared = regions.len() > 1;
+        // One side connection per Redis for every `WAIT` (it blocks the connection it is on).
+        let confirm = redis.confirmer(&redis_settings, &settings.key_prefix)?;
         let store = RedisSessionStore::new(
             redis.per_thread(),
             layout.clone(),
@@ -474,7 +543,8 @@ async fn connect_regions(
             clock.clone(),
         )
         .with_revocation_ttl(retention_ms)
-        .with_longest_session(settings.longest_session_ms());
+        .with_longest_session(settings.longest_session_ms())
+        .with_confirmer(confirm.clone());
         let feed = crate::store::revocations::RedisFeed::new(
             &redis,
             layout.clone(),
@@ -482,7 +552,8 @@ async fn connect_regions(
             retention_ms,
             clock.clone(),
         )
-        .shared_by_regions(shared);
+        .shared_by_regions(shared)
+        .with_confirmer(confirm);
         links.push(store::regional::RegionLink {
             region: name,
             regions,
@@ -496,6 +567,11 @@ async fn connect_regions(
         layout.clone(),
         links[0].feed.clone(),
         clock,
+    )
+    .with_confirmer(
+        links[0]
+            .redis
+            .confirmer(&settings.home_redis(), &settings.key_prefix)?,
     );
     Ok(store::regional::RegionalStore::new(
         links,

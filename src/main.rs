@@ -64,6 +64,37 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// List and end a user's sessions, straight on Redis (no running node needed); audited and
+    /// pushed to every node like the admin API's.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+        #[arg(long, short, env = "TESSERA_CONFIG_FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `tessera completions bash > /etc/bash_completion.d/tessera`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// The user's live sessions, one JSON object per line (as `GET /admin/users/{id}/sessions`).
+    List {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+    },
+    /// End one session of the user (`--session`), or all of them (and every access token).
+    Revoke {
+        #[arg(long)]
+        user: String,
+        /// A session id from `tessera sessions list`; without it, every session of the user.
+        #[arg(long)]
+        session: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +141,12 @@ enum KeysCommand {
         #[arg(long, short, env = "TESSERA_CONFIG_FILE")]
         config: Option<PathBuf>,
     },
+    /// The signing keys in the key ring: kid, algorithm, state (published, signing, retired),
+    /// when each signs from and retires.
+    List {
+        #[arg(long, short, env = "TESSERA_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -135,7 +172,21 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Rotate { config },
         } => rotate_keys(config),
+        Command::Keys {
+            command: KeysCommand::List { config },
+        } => list_keys(config),
         Command::Users { command } => users(command),
+        Command::Sessions { command, config } => sessions(command, config),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tessera",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,7 +214,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             region = %settings.region,
             "tessera listening"
         );
-        app.run_until_stopped().await
+        app.run_until_signalled().await
     })
 }
 
@@ -227,12 +278,17 @@ fn users(command: UsersCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Runs a one-off command's work on a small runtime of its own.
+fn on_redis(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
 fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    on_redis(async move {
         let redis = tessera::store::RedisConnections::connect(&settings.home_redis()).await?;
         let (kek, _) = tessera::token::Kek::load(
             settings.kek.as_ref().map(|k| k.expose()),
@@ -249,16 +305,98 @@ fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
             now,
         )
         .await?;
-        for key in &ring.keys {
-            println!(
-                "{}  {}  signs from {}  retires {}",
-                key.kid,
-                key.alg.name(),
-                tessera::http::views::rfc3339(key.sign_from),
-                key.retire_at
-                    .map(tessera::http::views::rfc3339)
-                    .unwrap_or_else(|| "-".into())
-            );
+        print_ring(&ring, now);
+        Ok(())
+    })
+}
+
+/// One line per key: kid, algorithm, state now, signs from, retires.
+fn print_ring(ring: &tessera::token::StoredRing, now: i64) {
+    let signer = ring
+        .keys
+        .iter()
+        .filter(|k| k.sign_from <= now && k.retire_at.is_none_or(|r| r > now))
+        .max_by_key(|k| (k.sign_from, k.kid.clone()))
+        .map(|k| k.kid.clone());
+    for key in &ring.keys {
+        let state = if key.retire_at.is_some_and(|r| r <= now) {
+            "retired"
+        } else if Some(&key.kid) == signer.as_ref() {
+            "signing"
+        } else {
+            "published"
+        };
+        println!(
+            "{}  {}  {state}  signs from {}  retires {}",
+            key.kid,
+            key.alg.name(),
+            tessera::http::views::rfc3339(key.sign_from),
+            key.retire_at
+                .map(tessera::http::views::rfc3339)
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+fn list_keys(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    on_redis(async move {
+        let redis = tessera::store::RedisConnections::connect(&settings.home_redis()).await?;
+        let layout = tessera::store::KeyLayout::new(settings.key_prefix.clone());
+        let ring = tessera::store::keyring::load_current(&redis.pool, &layout)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no key ring in Redis yet: start a node first"))?;
+        print_ring(
+            &ring,
+            tessera::clock::Clock::now_ms(&tessera::clock::SystemClock),
+        );
+        Ok(())
+    })
+}
+
+fn sessions(command: SessionsCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use tessera::session::UserId;
+    let settings = Settings::load(config.as_deref())?;
+    on_redis(async move {
+        let service = tessera::app::connect_service(&settings).await?;
+        let now = tessera::clock::Clock::now_ms(&tessera::clock::SystemClock);
+        let actor = tessera::audit::Actor::admin_key("cli");
+        match command {
+            SessionsCommand::List { user } => {
+                let user = UserId::parse(&user)?;
+                let listing = service.list(&user, now).await?;
+                for session in &listing.sessions {
+                    let view = tessera::http::views::SessionView::new(session, false);
+                    println!("{}", serde_json::to_string(&view)?);
+                }
+                for region in &listing.unavailable_regions {
+                    eprintln!("tessera: region {region} did not answer: its sessions are missing");
+                }
+            }
+            SessionsCommand::Revoke {
+                user,
+                session: Some(id),
+            } => {
+                let user = UserId::parse(&user)?;
+                let session = service
+                    .find(&user, &id, now)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no live session {id} of user {user}"))?;
+                service
+                    .revoke(&session, &actor, "revoked with the CLI")
+                    .await?;
+                println!("revoked 1");
+            }
+            SessionsCommand::Revoke {
+                user,
+                session: None,
+            } => {
+                let user = UserId::parse(&user)?;
+                let n = service
+                    .revoke_all(&user, &actor, "revoked with the CLI")
+                    .await?;
+                println!("revoked {n}");
+            }
         }
         Ok(())
     })

@@ -23,7 +23,19 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        // Request latency as a real histogram (Prometheus buckets, from 0.5 ms to 5 s), so
+        // dashboards can aggregate it across nodes; the exporter would otherwise write a summary.
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "tessera_http_request_duration_seconds".into(),
+                ),
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .expect("fixed, non-empty buckets")
+            .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (an embedding app's): then ours stays
         // local and `/metrics` shows only what this handle saw.

@@ -105,6 +105,14 @@ pub struct Settings {
     /// A Redis command slower than this fails the request closed (503).
     pub redis_command_timeout_ms: u64,
     pub redis_pool_size: usize,
+    /// PEM file of the CA that signed the Redis servers' certificates (`rediss://`); unset:
+    /// the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// Replicas that must confirm a revocation (`WAIT`) before it is acknowledged; 0: none.
+    /// Set it to 1 where a region's Redis has a replica.
+    pub redis_wait_replicas: u32,
+    /// How long a revocation waits for those replicas; past it the answer is 503.
+    pub redis_wait_timeout_ms: u64,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub key_prefix: String,
     /// The all-scopes admin API key (at least 32 characters), audited as `admin-key:admin`.
@@ -155,6 +163,11 @@ pub struct Settings {
     pub log: String,
     /// How often `maxmemory_policy` and the key ring are re-read.
     pub redis_check_interval_secs: u64,
+    /// On SIGTERM/SIGINT: how long readiness answers 503 while the node still serves (so load
+    /// balancers stop sending), before the listeners close.
+    pub shutdown_drain_secs: u64,
+    /// Then: how long requests in flight may take to finish before they are dropped.
+    pub shutdown_timeout_secs: u64,
     /// The users file for Tessera's own login (TOML; see README). Unset: login is disabled.
     pub users_file: Option<PathBuf>,
     /// How often the users file is checked for changes.
@@ -223,6 +236,9 @@ impl Default for Settings {
             redis_connect_timeout_ms: 1000,
             redis_command_timeout_ms: 1000,
             redis_pool_size: 8,
+            redis_ca_file: None,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 500,
             key_prefix: "tsr".into(),
             admin_api_key: None,
             admin_keys: Vec::new(),
@@ -248,6 +264,8 @@ impl Default for Settings {
             log_format: "json".into(),
             log: "info".into(),
             redis_check_interval_secs: 30,
+            shutdown_drain_secs: 5,
+            shutdown_timeout_secs: 10,
             users_file: None,
             users_reload_secs: 2,
             trusted_proxies: Vec::new(),
@@ -330,7 +348,53 @@ impl Settings {
         {
             return Err(bad("redis_url", e));
         }
-        self.region_targets()?;
+        for target in self.region_targets()? {
+            let field = if target.url == self.redis_url {
+                "redis_url"
+            } else {
+                "regions"
+            };
+            crate::store::connection::Topology::parse(&target.url, target.cluster)
+                .and_then(|t| t.check_transport())
+                .map_err(|e| {
+                    bad(
+                        field,
+                        format!(
+                            "region '{}': {} {e}",
+                            target.region,
+                            crate::store::connection::redact_url(&target.url)
+                        ),
+                    )
+                })?;
+        }
+        if let Some(path) = &self.redis_ca_file {
+            let pem = std::fs::read_to_string(path).unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(bad(
+                    "redis_ca_file",
+                    format!(
+                        "{} is not a readable PEM file of certificates (the CA's, not a key)",
+                        path.display()
+                    ),
+                ));
+            }
+            if !self
+                .region_targets()?
+                .iter()
+                .any(|t| t.url.starts_with("rediss"))
+            {
+                return Err(bad(
+                    "redis_ca_file",
+                    "is set, but no Redis URL uses rediss://, so it would be ignored",
+                ));
+            }
+        }
+        if self.redis_wait_replicas > 0 && !(10..=10_000).contains(&self.redis_wait_timeout_ms) {
+            return Err(bad(
+                "redis_wait_timeout_ms",
+                "must be between 10 and 10000 ms (0 would make WAIT block forever)",
+            ));
+        }
         if let Some(domain) = &self.cookie_domain {
             let label_ok = |l: &str| {
                 !l.is_empty()
@@ -603,6 +667,9 @@ impl Settings {
             connect_timeout: Duration::from_millis(self.redis_connect_timeout_ms),
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             pool_size: self.redis_pool_size,
+            ca_file: self.redis_ca_file.clone(),
+            wait_replicas: self.redis_wait_replicas,
+            wait_timeout: Duration::from_millis(self.redis_wait_timeout_ms),
         }
     }
 
@@ -665,6 +732,27 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("regions"));
+
+        // WAIT 1 0 would block forever.
+        let s = Settings {
+            redis_wait_replicas: 1,
+            redis_wait_timeout_ms: 0,
+            ..Settings::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("TESSERA_REDIS_WAIT_TIMEOUT_MS"));
+        let s = Settings {
+            redis_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Settings::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("redis_ca_file"));
     }
 
     #[test]

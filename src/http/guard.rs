@@ -113,7 +113,18 @@ impl SessionGuard {
         req: &HttpRequest,
         now: UnixMillis,
     ) -> Result<(Presented, Session), ApiError> {
-        self.load(req, now, false).await
+        match self.load(req, now, false).await {
+            // A retry after a 503 finds the session already gone on the primary: that answer
+            // is final only once the replicas have it too.
+            Err(e) if e.code() == "invalid_session" => {
+                if let Ok(Some(presented)) = presented_session(req, &self.regions, self.cookie_name)
+                {
+                    self.service.settle(presented.token().id()).await?;
+                }
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     async fn load(
@@ -140,6 +151,7 @@ impl SessionGuard {
             ));
         }
         let mut session = self.service.authenticate(presented.token(), now).await?;
+        super::access_log::record_session(session.id.as_str());
         let ip = super::client_ip::client_ip(req, &self.trusted_proxies);
         let ua = req
             .headers()

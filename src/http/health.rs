@@ -24,12 +24,13 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         (revoked.staleness_of(&home_feed, now), revoked.feeds(now))
     };
     let feed_ok = staleness <= state.settings.revocation_max_staleness_secs as i64 * 1000;
-    let ready = redis.is_ok() && policy_ok && feed_ok;
+    let draining = state.draining.load(Ordering::Relaxed);
+    let ready = redis.is_ok() && policy_ok && feed_ok && !draining;
     if let Err(e) = &redis {
         tracing::warn!(error = %format!("{e:#}"), "readiness: Redis unreachable");
     }
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "unavailable" },
+        "status": if draining { "draining" } else if ready { "ready" } else { "unavailable" },
         "region": state.settings.region,
         "redis": if redis.is_ok() { "ok" } else { "unavailable" },
         "redis_policy": if policy_ok { "ok" } else { "maxmemory-policy must be noeviction" },

@@ -49,6 +49,9 @@ pub struct State {
     pub regional: crate::store::regional::RegionalStore,
     /// False while Redis runs with an eviction policy other than `noeviction`.
     pub redis_policy_ok: Arc<AtomicBool>,
+    /// True once the process was asked to stop: readiness answers 503 at once, so load
+    /// balancers take the node out while it still serves what they send meanwhile.
+    pub draining: Arc<AtomicBool>,
     /// Configured admin keys (SHA-256 digests, compared in constant time).
     pub admin_keys: Arc<[admin::AdminKeyEntry]>,
     pub audit: crate::store::audit::RedisAudit,

@@ -40,19 +40,42 @@ pub async fn revoke_own(
     if let Ok(refresh) = RefreshToken::parse(token, &state.regions) {
         state.service.revoke_by_refresh(&refresh, now).await?;
     } else if looks_like_jwt(token) {
-        if let Ok(session) = session_of_access_token(&state, token, now).await {
-            end(&state, &session, "access token revoked by its client").await?;
+        match session_of_access_token(&state, token, now).await {
+            Ok(session) => end(&state, &session, "access token revoked by its client").await?,
+            Err(_) => settle_token_session(&state, token).await?,
         }
     } else if let Ok(presented) = SessionToken::parse(token, &state.regions) {
         match state.service.authenticate(&presented, now).await {
             Ok(session) => end(&state, &session, "session token revoked by its client").await?,
-            Err(AuthError::NoSession) => {}
+            Err(AuthError::NoSession) => state.service.settle(presented.id()).await?,
             Err(AuthError::Store(e)) => return Err(e.into()),
         }
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({})))
+}
+
+/// Before answering that an access token's session cannot be ended (it is gone, or the token
+/// is refused): waits until the replicas hold whatever was written about that session (see
+/// `SessionStore::confirm`). The `sid` is read without verifying the token: it only picks
+/// which Redis primary to wait for.
+pub async fn settle_token_session(state: &State, jwt: &str) -> Result<(), ApiError> {
+    use base64::Engine;
+    let sid = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .and_then(|claims| claims["sid"].as_str().map(str::to_owned));
+    if let Some(id) = sid.and_then(|sid| SessionId::parse(&sid, &state.regions).ok()) {
+        state.service.settle(&id).await?;
+    }
+    Ok(())
 }
 
 async fn end(state: &State, session: &Session, reason: &str) -> Result<(), ApiError> {

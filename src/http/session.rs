@@ -63,9 +63,13 @@ pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpRe
 pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     let (session, is_cookie) = match bearer_access_token(&req) {
         Some(jwt) => {
-            let session =
-                super::oauth::session_of_access_token(&state, jwt, state.clock.now_ms()).await?;
-            (session, false)
+            match super::oauth::session_of_access_token(&state, jwt, state.clock.now_ms()).await {
+                Ok(session) => (session, false),
+                Err(e) => {
+                    super::oauth::settle_token_session(&state, jwt).await?;
+                    return Err(e);
+                }
+            }
         }
         None => {
             let (presented, session) = state

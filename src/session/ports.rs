@@ -186,6 +186,14 @@ pub trait SessionStore: Send + Sync {
 
     /// Takes (deletes) the grant; its level if it existed.
     async fn take_grant(&self, id: &SessionId, digest: &str) -> Result<Option<Acr>, StoreError>;
+
+    /// Confirms that what was written about `id`'s session (its revocation, perhaps by an
+    /// earlier request answered 503) has reached the replicas `redis_wait_replicas` asks for.
+    /// Called before a request that ends a session answers "no such session": a retry must not
+    /// get a final answer for a revocation that may still be lost in a failover.
+    async fn confirm(&self, _id: &SessionId) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The revocations pushed to this node (the feed): what the session service checks a loaded
@@ -244,6 +252,11 @@ pub trait RevocationSink: Send + Sync {
     async fn flush_region(&self, _region: &str, tag: &str) {
         self.flush(tag).await
     }
+
+    /// After a change whose outcome is unknown (its reply was lost, or replicas did not
+    /// confirm it): the script may have run and left revocations in the tag's outboxes, so
+    /// they are moved within a second (retried until they are), not at the next sweep pass.
+    fn flush_soon(&self, _tag: &str) {}
 }
 
 /// For processes that do not publish (embedded guards).

@@ -28,6 +28,12 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// Connections for out-of-band work (health probes, key ring).
     pub pool_size: usize,
+    /// PEM certificates to trust for `rediss://` instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Replicas that must confirm a revocation (`WAIT`) before it is acknowledged; 0: none.
+    pub wait_replicas: u32,
+    /// How long a revocation waits for those replicas before it is answered 503.
+    pub wait_timeout: Duration,
 }
 
 /// Where a URL points: one server, or the seed nodes of a cluster (as plain node URLs).
@@ -60,25 +66,75 @@ impl Topology {
             }
             return Ok(Self::Single(format!("{scheme}://{rest}")));
         }
-        let (auth, hosts) = match rest.rfind('@') {
-            Some(at) => (&rest[..=at], &rest[at + 1..]),
-            None => ("", rest),
+        let Some((_, credentials, hosts, tail)) = split_authority(url) else {
+            return Err("names no cluster node (expected h:p,h:p)".into());
         };
+        let auth = credentials.map(|c| format!("{c}@")).unwrap_or_default();
         // A cluster has no databases: a trailing '/' or '/0' is tolerated, anything else is not.
-        let hosts = hosts.trim_end_matches("/0").trim_end_matches('/');
-        if hosts.contains('/') {
+        let tail = tail.trim_end_matches("/0").trim_end_matches('/');
+        if tail.starts_with('/') {
             return Err("a Redis Cluster has only database 0: drop the /<db> part".into());
+        }
+        if !tail.is_empty() && !tail.starts_with('#') {
+            return Err("a Redis Cluster URL takes no query ('?…')".into());
         }
         let nodes: Vec<String> = hosts
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| format!("{scheme}://{auth}{h}"))
+            .map(|h| format!("{scheme}://{auth}{h}{tail}"))
             .collect();
         if nodes.is_empty() {
             return Err("names no cluster node (expected h:p,h:p)".into());
         }
         Ok(Self::Cluster(nodes))
+    }
+
+    /// Every node URL (one for a single server).
+    pub fn nodes(&self) -> Vec<&str> {
+        match self {
+            Topology::Single(url) => vec![url.as_str()],
+            Topology::Cluster(nodes) => nodes.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Refuses a transport that would expose sessions and the Redis password on a network:
+    /// plain `redis://` to anything but this machine, and TLS without certificate verification
+    /// (`#insecure`).
+    pub fn check_transport(&self) -> Result<(), String> {
+        for node in self.nodes() {
+            if node.contains("#insecure") {
+                return Err(
+                    "ends in #insecure, which turns off certificate verification; \
+                     give the Redis CA with redis_ca_file instead"
+                        .into(),
+                );
+            }
+            // The host as the client library will read it (the `url` crate's parser).
+            let parsed = url::Url::parse(node).map_err(|e| format!("is not a valid URL ({e})"))?;
+            let scheme = parsed.scheme().to_ascii_lowercase();
+            let (loopback, host) = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => (ip.is_loopback(), ip.to_string()),
+                Some(url::Host::Ipv6(ip)) => (ip.is_loopback(), ip.to_string()),
+                // `redis` is not a special scheme to the URL standard, so an IPv4 address
+                // arrives as an opaque name.
+                Some(url::Host::Domain(name)) => (
+                    name.eq_ignore_ascii_case("localhost")
+                        || name
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback()),
+                    name.to_owned(),
+                ),
+                None => (false, String::new()),
+            };
+            if scheme == "redis" && !loopback {
+                return Err(format!(
+                    "'{host}' is not this machine: a Redis reached over a network must use \
+                     rediss:// (TLS, certificate verified; redis_ca_file names a private CA)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -186,7 +242,7 @@ pub struct RedisConnections {
 #[derive(Clone)]
 pub enum Pool {
     Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
+    Cluster(ClusterConnection),
 }
 
 impl Pool {
@@ -194,7 +250,7 @@ impl Pool {
     pub async fn get(&self) -> anyhow::Result<Pooled> {
         Ok(match self {
             Pool::Single(p) => Pooled::Single(p.get().await.context("no Redis connection")?),
-            Pool::Cluster(p) => Pooled::Cluster(p.get().await.context("no Redis connection")?),
+            Pool::Cluster(c) => Pooled::Cluster(c.clone()),
         })
     }
 }
@@ -202,7 +258,7 @@ impl Pool {
 /// A connection checked out of a [`Pool`].
 pub enum Pooled {
     Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Pooled {
@@ -233,12 +289,44 @@ impl ConnectionLike for Pooled {
     }
 }
 
+/// The private CA of `redis_ca_file`, if one is set.
+fn tls_certificates(settings: &RedisSettings) -> anyhow::Result<Option<redis::TlsCertificates>> {
+    let Some(path) = &settings.ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read redis_ca_file {}: give a readable PEM file",
+            path.display()
+        )
+    })?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
+/// A client for one server, trusting `redis_ca_file` when set.
+fn single_client(url: &str, settings: &RedisSettings) -> anyhow::Result<redis::Client> {
+    match tls_certificates(settings)? {
+        Some(certs) if url.starts_with("rediss://") => redis::Client::build_with_tls(url, certs)
+            .context("the Redis CA (redis_ca_file) or the rediss:// URL is not valid"),
+        _ => redis::Client::open(url).context("the Redis URL is not a valid redis:// URL"),
+    }
+}
+
 fn cluster_client(
     seeds: &[String],
     settings: &RedisSettings,
     response: Duration,
 ) -> anyhow::Result<ClusterClient> {
-    ClusterClientBuilder::new(seeds.to_vec())
+    let mut builder = ClusterClientBuilder::new(seeds.to_vec());
+    if let Some(certs) = tls_certificates(settings)? {
+        if seeds.iter().all(|s| s.starts_with("rediss://")) {
+            builder = builder.certs(certs);
+        }
+    }
+    builder
         .connection_timeout(settings.connect_timeout)
         .response_timeout(response)
         // A moved slot or a failover is retried a few times inside one request's budget.
@@ -263,6 +351,7 @@ impl RedisConnections {
 
     async fn open(settings: &RedisSettings, eager: bool) -> anyhow::Result<Self> {
         let topology = Topology::parse(&settings.url, settings.cluster)
+            .and_then(|t| t.check_transport().map(|()| t))
             .map_err(|e| anyhow!("the Redis URL {}: {e}", redact_url(&settings.url)))?;
         let unreachable = || {
             format!(
@@ -272,8 +361,7 @@ impl RedisConnections {
         };
         match topology {
             Topology::Single(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .with_context(|| "the Redis URL is not a valid redis:// URL")?;
+                let client = single_client(&url, settings)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(settings.connect_timeout))
                     .set_response_timeout(Some(settings.command_timeout))
@@ -290,10 +378,13 @@ impl RedisConnections {
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .with_context(unreachable)?
                 };
-                let mut pool_config = deadpool_redis::Config::from_url(url);
-                pool_config.pool = Some(pool_settings(settings));
-                let pool = pool_config
-                    .create_pool(Some(Runtime::Tokio1))
+                // The pool's connections carry the client's TLS settings (a private CA).
+                let pooled = deadpool_redis::Manager::new(client.get_connection_info().clone())
+                    .context("cannot build the Redis connection pool")?;
+                let pool = deadpool_redis::Pool::builder(pooled)
+                    .config(pool_settings(settings))
+                    .runtime(Runtime::Tokio1)
+                    .build()
                     .context("cannot build the Redis connection pool")?;
                 Ok(Self {
                     conn: Conn::Single(manager),
@@ -305,6 +396,25 @@ impl RedisConnections {
                 })
             }
             Topology::Cluster(seeds) => {
+                if eager && seeds.iter().any(|s| s.starts_with("redis://")) {
+                    // Before the cluster client connects (and authenticates) to every node
+                    // the cluster announces: in plain text, they must all be on this machine.
+                    let seed = single_client(&seeds[0], settings)?;
+                    let mut conn = tokio::time::timeout(
+                        settings.connect_timeout,
+                        seed.get_multiplexed_async_connection(),
+                    )
+                    .await
+                    .map_err(|_| anyhow!("timed out"))
+                    .and_then(|c| c.map_err(Into::into))
+                    .with_context(unreachable)?;
+                    let nodes: String = redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut conn)
+                        .await
+                        .with_context(unreachable)?;
+                    all_on_this_machine(&parse_primaries(&nodes))?;
+                }
                 let client = cluster_client(&seeds, settings, settings.command_timeout)?;
                 let conn = if eager {
                     client
@@ -316,18 +426,17 @@ impl RedisConnections {
                         redis::cluster::ClusterConfig::new(),
                     )
                 };
-                let mut pool_config = deadpool_redis::cluster::Config::from_urls(seeds.clone());
-                pool_config.pool = Some(pool_settings(settings));
-                let pool = pool_config
-                    .create_pool(Some(Runtime::Tokio1))
-                    .context("cannot build the Redis Cluster connection pool")?;
+                // Out-of-band work shares one cluster connection of its own (a cluster
+                // connection is already multiplexed per node; it reconnects by itself).
+                let side = client
+                    .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new());
                 Ok(Self {
                     conn: Conn::Cluster(conn, settings.command_timeout),
                     opener: Opener::Cluster {
                         seeds,
                         settings: settings.clone(),
                     },
-                    pool: Pool::Cluster(pool),
+                    pool: Pool::Cluster(side),
                 })
             }
         }
@@ -366,6 +475,43 @@ impl RedisConnections {
         }
     }
 
+    /// A side connection, connected on first use, whose commands may take up to `response`:
+    /// for commands that block the connection they are sent on (`WAIT`).
+    pub fn side(&self, response: Duration) -> anyhow::Result<Conn> {
+        match &self.opener {
+            Opener::Single { client, config } => {
+                let config = config.clone().set_response_timeout(Some(response));
+                Ok(Conn::Single(
+                    ConnectionManager::new_lazy_with_config((**client).clone(), config)
+                        .context("cannot open a side Redis connection")?,
+                ))
+            }
+            Opener::Cluster { seeds, settings } => Ok(Conn::Cluster(
+                cluster_client(seeds, settings, response)?
+                    .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new()),
+                settings.command_timeout,
+            )),
+        }
+    }
+
+    /// The confirmer of this Redis's revocations, when `wait_replicas` asks for one.
+    pub fn confirmer(
+        &self,
+        settings: &RedisSettings,
+        prefix: &str,
+    ) -> anyhow::Result<Option<super::durable::Confirmer>> {
+        if settings.wait_replicas == 0 {
+            return Ok(None);
+        }
+        let conn = self.side(settings.wait_timeout + settings.command_timeout)?;
+        Ok(Some(super::durable::Confirmer::new(
+            conn,
+            settings.wait_replicas,
+            settings.wait_timeout,
+            prefix,
+        )))
+    }
+
     /// Every primary, each as its own connection: `SCAN` and `INFO` answer for one node only,
     /// so a sweep or a health check must visit each of them.
     pub async fn primaries(&self) -> anyhow::Result<Vec<Conn>> {
@@ -380,6 +526,13 @@ impl RedisConnections {
         let primaries = parse_primaries(&nodes);
         if primaries.is_empty() {
             return Err(anyhow!("CLUSTER NODES lists no primary"));
+        }
+        // Seeds on this machine in plain text do not make the rest of the cluster so: the
+        // client follows whatever addresses the cluster announces.
+        let plain = matches!(&self.opener, Opener::Cluster { seeds, .. }
+            if seeds.iter().any(|s| s.starts_with("redis://")));
+        if plain {
+            all_on_this_machine(&primaries)?;
         }
         Ok(primaries
             .into_iter()
@@ -397,6 +550,26 @@ fn pool_settings(settings: &RedisSettings) -> PoolConfig {
             recycle: Some(settings.command_timeout),
         },
         ..PoolConfig::default()
+    }
+}
+
+/// Refuses primaries a plain-text cluster connection must not reach: any not on this machine.
+fn all_on_this_machine(primaries: &[(String, u16)]) -> anyhow::Result<()> {
+    for (host, port) in primaries {
+        let url = format!("redis://{}:{port}", bracketed(host));
+        Topology::Single(url)
+            .check_transport()
+            .map_err(|e| anyhow!("the Redis Cluster announces a primary at {host}:{port}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// An IPv6 address in brackets, as a URL wants it.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
     }
 }
 
@@ -513,12 +686,23 @@ impl PerThread {
 
 /// The URL without its password, for log lines and error messages.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://<credentials>{}", &url[..scheme], &url[at..])
-        }
+    match split_authority(url) {
+        Some((scheme, Some(_), hosts, rest)) => format!("{scheme}://<credentials>@{hosts}{rest}"),
         _ => url.to_owned(),
     }
+}
+
+/// `scheme://[credentials@]hosts[/path?query#fragment]` split into its parts. The credentials
+/// end at the last `@` *inside the authority* (before any `/`, `?` or `#`): an `@` in a query or
+/// fragment must not move the host (`redis://10.0.0.5/?x=@127.0.0.1` is 10.0.0.5).
+fn split_authority(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    Some(match authority.rsplit_once('@') {
+        Some((credentials, hosts)) => (scheme, Some(credentials), hosts, tail),
+        None => (scheme, None, authority, tail),
+    })
 }
 
 #[cfg(test)]
@@ -539,6 +723,41 @@ mod tests {
             redact_url("redis+cluster://:pw@a:1,b:2"),
             "redis+cluster://<credentials>@a:1,b:2"
         );
+        // An '@' after the authority is not where the credentials end (attack finding).
+        assert_eq!(
+            redact_url("redis://u:pw@10.9.9.9:6379/?x=@127.0.0.1"),
+            "redis://<credentials>@10.9.9.9:6379/?x=@127.0.0.1"
+        );
+        assert_eq!(
+            redact_url("redis://10.9.9.9:6379/#@localhost"),
+            "redis://10.9.9.9:6379/#@localhost"
+        );
+    }
+
+    #[test]
+    fn an_at_sign_after_the_host_does_not_fool_the_transport_check() {
+        for url in [
+            "redis://tessera:pw@10.9.9.9:6379/?x=@127.0.0.1",
+            "redis://tessera:pw@10.9.9.9:6379/#@localhost",
+            "redis://10.9.9.9:6379/0?x=@localhost",
+            "redis+cluster://10.9.9.9:7000/#@127.0.0.1",
+            "redis+cluster://127.0.0.1:7000,10.9.9.9:7000",
+            "redis://127.0.0.1.evil.example:6379",
+            "redis://localhost.evil.example:6379",
+            "redis://[::ffff:10.0.0.1]:6379",
+            "REDIS://10.0.0.1:6379",
+        ] {
+            let checked = Topology::parse(url, false).and_then(|t| t.check_transport());
+            assert!(checked.is_err(), "{url} passed");
+        }
+        for url in [
+            "redis://u:p@ss@127.0.0.1:6379",
+            "redis://[::1]:6379/2",
+            "redis+cluster://127.0.0.1:7000,localhost:7001",
+        ] {
+            let checked = Topology::parse(url, false).and_then(|t| t.check_transport());
+            assert!(checked.is_ok(), "{url}: {checked:?}");
+        }
     }
 
     #[test]
@@ -570,6 +789,24 @@ mod tests {
             let err = Topology::parse(url, cluster).unwrap_err();
             assert!(err.contains(why), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn a_plain_text_cluster_may_announce_only_this_machine() {
+        let local = "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-16383\n";
+        all_on_this_machine(&parse_primaries(local)).unwrap();
+        let v6 = "a1 ::1:7001@17001 myself,master - 0 0 1 connected 0-16383\n";
+        all_on_this_machine(&parse_primaries(v6)).unwrap();
+        // Seeds on loopback, but the cluster points elsewhere (attack finding).
+        let away = "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-8000\n\
+                    b2 192.0.2.2:7002@17002 master - 0 0 2 connected 8001-16383\n";
+        let err = all_on_this_machine(&parse_primaries(away))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("192.0.2.2:7002") && err.contains("rediss://"),
+            "{err}"
+        );
     }
 
     #[test]

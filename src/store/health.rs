@@ -28,6 +28,31 @@ fn parse_policy(info: &str) -> Option<String> {
         .map(|p| p.trim().to_owned())
 }
 
+/// Checks at start that the Redis user may touch Tessera's keys and run its scripts, so a
+/// too-narrow ACL is named as such instead of surfacing later as an outage (503).
+pub async fn check_access(
+    redis: &crate::store::RedisConnections,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let mut conn = redis.conn.clone();
+    let probe = format!("{prefix}:acl-probe");
+    let checked: redis::RedisResult<i64> = redis::cmd("EVAL")
+        .arg("return redis.call('EXISTS', KEYS[1])")
+        .arg(1)
+        .arg(&probe)
+        .query_async(&mut conn)
+        .await;
+    match checked {
+        Err(e) if e.code() == Some("NOPERM") => Err(anyhow!(
+            "Redis refused the command or the key prefix '{prefix}' to this user (NOPERM): \
+             give it the ACL of README \"Least-privilege Redis user\" with ~{prefix}:* as its \
+             key pattern ({e})"
+        )),
+        Err(e) => Err(anyhow!(e).context("cannot run a script on Redis")),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Refuses any policy that could silently drop sessions or revocations.
 pub fn check_policy(policy: &str) -> anyhow::Result<()> {
     if policy == "noeviction" {

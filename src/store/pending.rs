@@ -93,6 +93,8 @@ pub struct Pending {
     keys: KeyLayout,
     feed: RedisFeed,
     clock: SharedClock,
+    /// The home region's replicas confirm a parked change before it is acknowledged.
+    confirm: Option<super::durable::Confirmer>,
 }
 
 impl Pending {
@@ -102,7 +104,13 @@ impl Pending {
             keys,
             feed,
             clock,
+            confirm: None,
         }
+    }
+
+    pub fn with_confirmer(mut self, confirm: Option<super::durable::Confirmer>) -> Self {
+        self.confirm = confirm;
+        self
     }
 
     /// Keeps `op` for `target` (the Redis holding `regions`; durably, before answering) and
@@ -126,6 +134,10 @@ impl Pending {
             .rpush(self.keys.pending(target.as_str()), json)
             .await
             .map_err(store_error)?;
+        // A parked revocation is what makes it acknowledged: durable like the revocation.
+        if let Some(confirm) = &self.confirm {
+            confirm.confirm(&self.keys.pending(target.as_str())).await?;
+        }
         metrics::counter!("tessera_pending_parked_total", "region" => target.as_str().to_owned())
             .increment(1);
         tracing::warn!(region = %target, op = ?op_kind(&op), "region unreachable: change kept until it answers");

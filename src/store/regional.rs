@@ -557,6 +557,10 @@ impl SessionStore for RegionalStore {
         self.of(id)?.mark_anomaly(id, now).await
     }
 
+    async fn confirm(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.of(id)?.confirm(id).await
+    }
+
     async fn revoke_by_refresh(
         &self,
         id: &SessionId,
@@ -607,6 +611,12 @@ impl RevocationSink for RegionalFeeds {
             .find(|l| l.regions.iter().any(|r| r.as_str() == region))
         {
             link.feed.flush(tag).await;
+        }
+    }
+
+    fn flush_soon(&self, tag: &str) {
+        for link in self.0.iter() {
+            link.feed.flush_soon(tag);
         }
     }
 }

@@ -48,6 +48,13 @@ pub struct RedisFeed {
     /// Outboxes this node failed to flush (Redis blinked after the script): retried every
     /// second by `sweep`, long before the full pass comes round to them.
     unflushed: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Replicas confirm what a request's flush put on the stream (`redis_wait_replicas`).
+    confirm: Option<super::durable::Confirmer>,
+    /// This node's revoked set (known once `follow` runs): a revocation this node moves from
+    /// an outbox applies here at once, so the node that answers a logout refuses the
+    /// session's tokens from that moment, not when its own follower reads the stream back
+    /// (the soak caught a token accepted 6 µs after its logout was answered).
+    local: Arc<std::sync::OnceLock<Arc<RwLock<RevokedSet>>>>,
 }
 
 impl RedisFeed {
@@ -69,7 +76,14 @@ impl RedisFeed {
             retention_ms,
             clock,
             unflushed: Arc::default(),
+            confirm: None,
+            local: Arc::default(),
         }
+    }
+
+    pub fn with_confirmer(mut self, confirm: Option<super::durable::Confirmer>) -> Self {
+        self.confirm = confirm;
+        self
     }
 
     fn unflushed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
@@ -153,6 +167,7 @@ impl RedisFeed {
     /// Follows the feed forever: applies entries to `set` and re-broadcasts them (for SSE).
     /// Reconnects after failures and resumes from the last id it saw.
     pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
+        let _ = self.local.set(set.clone());
         let mut last = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
         set.write()
             .unwrap_or_else(|e| e.into_inner())
@@ -227,6 +242,18 @@ impl RedisFeed {
         for raw in &entries {
             match serde_json::from_str::<Revocation>(raw) {
                 Ok(entry) => {
+                    if let Some(set) = self.local.get() {
+                        let local = self.with_region(FeedEntry {
+                            region: self.region.clone(),
+                            id: String::new(),
+                            entry: entry.clone(),
+                        });
+                        set.write().unwrap_or_else(|e| e.into_inner()).apply_from(
+                            &self.region,
+                            &local.entry,
+                            self.now_ms(),
+                        );
+                    }
                     self.publish(&entry).await?;
                 }
                 Err(e) => tracing::error!(error = %e, "unreadable outbox entry dropped"),
@@ -351,10 +378,28 @@ impl RedisFeed {
 impl crate::session::ports::RevocationSink for RedisFeed {
     async fn flush(&self, tag: &str) {
         let outbox = self.keys.outbox(tag);
-        if let Err(e) = self.drain(&outbox).await {
-            tracing::warn!(error = %e, "revocations stay in the outbox; this node retries every second");
-            self.unflushed().insert(outbox);
+        match self.drain(&outbox).await {
+            Err(e) => {
+                tracing::warn!(error = %e, "revocations stay in the outbox; this node retries every second");
+                self.unflushed().insert(outbox);
+            }
+            // The revocation itself was confirmed by its script's `WAIT`; this one covers its
+            // entry on the stream, so a replica promoted after the answer can tell every node.
+            // Unconfirmed, the outbox is drained again every second: on a promoted replica the
+            // entry is still in it.
+            Ok(moved) if moved > 0 => {
+                if let Some(confirm) = &self.confirm {
+                    if confirm.confirm(&self.key).await.is_err() {
+                        self.unflushed().insert(outbox);
+                    }
+                }
+            }
+            Ok(_) => {}
         }
+    }
+
+    fn flush_soon(&self, tag: &str) {
+        self.unflushed().insert(self.keys.outbox(tag));
     }
 }
 

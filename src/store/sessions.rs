@@ -79,6 +79,8 @@ pub struct RedisSessionStore {
     /// tombstone must outlive the erasure.
     longest_session_ms: i64,
     clock: SharedClock,
+    /// Replicas must confirm every revocation before it is answered (`redis_wait_replicas`).
+    confirm: Option<super::durable::Confirmer>,
 }
 
 impl RedisSessionStore {
@@ -95,6 +97,22 @@ impl RedisSessionStore {
             revocation_ttl_ms: 16 * 60 * 1000,
             longest_session_ms: 30 * 86_400_000,
             clock,
+            confirm: None,
+        }
+    }
+
+    pub fn with_confirmer(mut self, confirm: Option<super::durable::Confirmer>) -> Self {
+        self.confirm = confirm;
+        self
+    }
+
+    /// Waits until the replicas hold what was written to `key`'s primary (no-op without
+    /// `redis_wait_replicas`). Called even when a revocation found nothing to end: a retry
+    /// after a 503 must confirm the first attempt's write.
+    async fn confirmed(&self, key: &str) -> Result<(), StoreError> {
+        match &self.confirm {
+            Some(confirm) => confirm.confirm(key).await,
+            None => Ok(()),
         }
     }
 
@@ -267,6 +285,7 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        self.confirmed(&self.keys.session(id)).await?;
         Ok(n > 0)
     }
 
@@ -319,6 +338,7 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        self.confirmed(&self.keys.user_index(user)).await?;
         Ok(n.max(0) as u64)
     }
 
@@ -342,6 +362,7 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        self.confirmed(&self.keys.user_index(user)).await?;
         Ok(n.max(0) as u64)
     }
 
@@ -395,6 +416,11 @@ impl SessionStore for RedisSessionStore {
             .map_err(store_error)?;
         // Every part but a record is text.
         let text = |i: usize| reply.get(i).and_then(|v| std::str::from_utf8(v).ok());
+        if !matches!(text(0), Some("rotated" | "grace" | "mismatch")) {
+            // A reuse ended the session, or it is gone (perhaps ended by a reuse answered
+            // 503): either answer is final only once durable.
+            self.confirmed(&self.keys.session(r.id)).await?;
+        }
         Ok(match (text(0), reply.get(1)) {
             (Some("rotated"), Some(raw)) => RefreshOutcome::Rotated(Box::new(Self::decode(raw)?)),
             (Some("grace"), Some(raw)) => RefreshOutcome::Grace(Box::new(Self::decode(raw)?)),
@@ -428,6 +454,7 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        self.confirmed(&self.keys.session(id)).await?;
         let user = |i: usize| reply.get(i).and_then(|u| UserId::parse(u).ok());
         Ok(match reply.first().map(String::as_str) {
             Some("revoked") => {
@@ -442,6 +469,10 @@ impl SessionStore for RedisSessionStore {
             },
             _ => RefreshRevocation::Unknown,
         })
+    }
+
+    async fn confirm(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.confirmed(&self.keys.session(id)).await
     }
 
     async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError> {

@@ -47,6 +47,10 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
             "--appendonly yes",
             "--appendfsync everysec",
             "--maxmemory-policy noeviction",
+            // TLS only, with the ACL file that holds Tessera's least-privilege user.
+            "--port 0 --tls-port 6379",
+            "--tls-ca-cert-file /tls/ca.crt",
+            "--aclfile /tls/users.acl",
         ] {
             assert!(cmd.contains(needed), "{name}: {cmd}");
         }
@@ -68,6 +72,22 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
         "{init}"
     );
 
+    // The certificates and the ACL file are made once, from the documented rules.
+    let tls = command(&services["redis-tls"]);
+    assert!(tls.contains("cat /acl/tessera-acl.txt"), "{tls}");
+    // No password-less default user (anyone on the network could FLUSHALL or read sessions).
+    assert!(tls.contains("user default off"), "{tls}");
+    assert!(!tls.contains("nopass"), "{tls}");
+    assert!(
+        tls.contains("subjectAltName=DNS:localhost,DNS:redis-eu,DNS:redis-us-1"),
+        "{tls}"
+    );
+    assert!(services["redis-tls"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v.as_str() == Some("./deploy/redis/tessera-acl.txt:/acl/tessera-acl.txt:ro")));
+
     // One node per region, both reading the same regions, prefix and KEK.
     let (eu, us) = (&services["tessera-eu"], &services["tessera-us"]);
     assert_eq!(env(eu, "TESSERA_REGION"), "eu");
@@ -77,6 +97,7 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
         "TESSERA_KEY_PREFIX",
         "TESSERA_KEK",
         "TESSERA_ADMIN_API_KEY",
+        "TESSERA_REDIS_CA_FILE",
     ] {
         assert_eq!(env(eu, key), env(us, key), "{key}");
     }
@@ -92,7 +113,9 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
             .map(|p| p.as_str().unwrap())
             .collect();
         assert!(
-            ports.iter().any(|p| p.starts_with("127.0.0.1:") && p.ends_with(":8081")),
+            ports
+                .iter()
+                .any(|p| p.starts_with("127.0.0.1:") && p.ends_with(":8081")),
             "the admin port stays on loopback: {ports:?}"
         );
     }
@@ -101,8 +124,12 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
     for (node, home) in [(eu, "eu"), (us, "us")] {
         let settings = tessera::Settings {
             region: tessera::session::Region::parse(home).unwrap(),
-            region_redis: env(node, "TESSERA_REGION_REDIS").to_owned(),
-            redis_url: env(node, "TESSERA_REDIS_URL").to_owned(),
+            region_redis: env(node, "TESSERA_REGION_REDIS")
+                .replace("${TESSERA_REDIS_PASSWORD}", "pw"),
+            redis_url: env(node, "TESSERA_REDIS_URL").replace(
+                "${TESSERA_REDIS_PASSWORD:?set TESSERA_REDIS_PASSWORD}",
+                "pw",
+            ),
             key_prefix: env(node, "TESSERA_KEY_PREFIX").to_owned(),
             ..tessera::Settings::default()
         };
@@ -110,19 +137,22 @@ fn the_compose_file_describes_two_regions_one_of_them_a_cluster() {
         let targets = settings.region_targets().unwrap();
         assert_eq!(targets[0].region.as_str(), home, "home first");
         let topology = |region: &str| {
-            let t = targets.iter().find(|t| t.region.as_str() == region).unwrap();
+            let t = targets
+                .iter()
+                .find(|t| t.region.as_str() == region)
+                .unwrap();
             Topology::parse(&t.url, t.cluster).unwrap()
         };
         assert_eq!(
             topology("eu"),
-            Topology::Single("redis://redis-eu:6379".into())
+            Topology::Single("rediss://tessera:pw@redis-eu:6379".into())
         );
         assert_eq!(
             topology("us"),
             Topology::Cluster(vec![
-                "redis://redis-us-1:6379".into(),
-                "redis://redis-us-2:6379".into(),
-                "redis://redis-us-3:6379".into(),
+                "rediss://tessera:pw@redis-us-1:6379".into(),
+                "rediss://tessera:pw@redis-us-2:6379".into(),
+                "rediss://tessera:pw@redis-us-3:6379".into(),
             ])
         );
     }

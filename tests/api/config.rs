@@ -3,13 +3,7 @@
 use std::process::Command;
 
 fn tessera() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TESSERA_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    crate::helpers::tessera_binary()
 }
 
 #[test]
@@ -18,7 +12,7 @@ fn environment_variables_override_defaults_and_secrets_are_redacted() {
         .args(["config", "check"])
         .env("TESSERA_PUBLIC_ADDR", "0.0.0.0:9000")
         .env("TESSERA_ADMIN_ADDR", "127.0.0.1:9001")
-        .env("TESSERA_REDIS_URL", "redis://:pw@cache:6379")
+        .env("TESSERA_REDIS_URL", "rediss://:pw@cache:6379")
         .env("TESSERA_ADMIN_API_KEY", "k".repeat(40))
         .env("TESSERA_ISSUER", "https://auth.example")
         .env("TESSERA_AUDIENCE", "shop")

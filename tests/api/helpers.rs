@@ -4,7 +4,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Response;
 use serde_json::{json, Value};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tessera::{Application, Settings};
@@ -34,6 +34,49 @@ pub fn random_name(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The Redis ACL user every test node connects as: the README's least-privilege rules
+/// (`deploy/redis/tessera-acl.txt`), with the key pattern widened from `tsr:*` to the test
+/// prefixes (`t<uuid>:…`). The test's own connections use the default user.
+pub const ACL_USER: &str = "tessera";
+pub const ACL_PASSWORD: &str = "tessera-test-password";
+
+/// `redis-server` arguments that create [`ACL_USER`] with the documented rules.
+pub fn acl_user_args() -> Vec<String> {
+    let rules = include_str!("../../deploy/redis/tessera-acl.txt");
+    let mut args = vec![
+        "--user".to_owned(),
+        ACL_USER.to_owned(),
+        "on".to_owned(),
+        format!(">{ACL_PASSWORD}"),
+    ];
+    args.extend(
+        rules
+            .split_whitespace()
+            .map(|rule| if rule == "~tsr:*" { "~t*" } else { rule }.to_owned()),
+    );
+    args
+}
+
+/// What a test Redis refused Tessera's user (`ACL LOG`), as readable lines; empty when all
+/// went through.
+pub fn acl_refusals(conn: &mut impl redis::ConnectionLike) -> Vec<String> {
+    let log: Vec<Vec<redis::Value>> = redis::cmd("ACL").arg("LOG").query(conn).unwrap_or_default();
+    log.iter()
+        .map(|entry| {
+            let text: Vec<String> = entry
+                .iter()
+                .map(|v| match v {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    redis::Value::SimpleString(s) => s.clone(),
+                    redis::Value::Int(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            text.join(" ")
+        })
+        .collect()
+}
+
 /// A `redis-server` owned by one test: killed on drop, and by a watchdog if the test process
 /// dies first (so no stray servers outlive a crashed run).
 pub struct RedisServer {
@@ -44,6 +87,54 @@ pub struct RedisServer {
     /// The suite's shared server: under the `regions` and `cluster` topologies, nodes built on
     /// it get the topology's Redis layout instead (see `test_settings`).
     shared: bool,
+    /// TLS only (`rediss://`), with this test CA's server certificate.
+    tls: Option<TestCa>,
+}
+
+/// A certificate authority made for one test (`openssl`), and a server certificate it signed
+/// for `127.0.0.1` and `localhost`.
+#[derive(Clone)]
+pub struct TestCa {
+    pub dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(random_name("tessera-ca-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Self { dir };
+        let steps = [
+            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+             -out ca.crt -days 2 -subj /CN=tessera-test-ca",
+            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+             -out server.csr -subj /CN=localhost",
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+             -days 2 -extfile san.cnf",
+        ];
+        std::fs::write(
+            ca.dir.join("san.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        for step in steps {
+            let args: Vec<&str> = step.split_whitespace().collect();
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(&ca.dir)
+                .output()
+                .expect("openssl must be installed (scripts/ensure-redis installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ca
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
 }
 
 /// The Redis layout the suite runs against, from `TESSERA_TEST_TOPOLOGY`.
@@ -99,6 +190,7 @@ impl RedisServer {
             dir: PathBuf::new(),
             extra: Vec::new(),
             shared: true,
+            tls: None,
         }
     }
 
@@ -111,6 +203,7 @@ impl RedisServer {
             dir: PathBuf::new(),
             extra: Vec::new(),
             shared: true,
+            tls: None,
         }
     }
 
@@ -120,6 +213,15 @@ impl RedisServer {
     }
 
     fn start_on(port: u16, extra: &[&str]) -> Self {
+        Self::start_full(port, extra, None)
+    }
+
+    /// A server that speaks only TLS, with a certificate signed by `ca`.
+    pub fn start_tls(ca: &TestCa) -> Self {
+        Self::start_full(free_port(), &[], Some(ca.clone()))
+    }
+
+    fn start_full(port: u16, extra: &[&str], tls: Option<TestCa>) -> Self {
         let dir = std::env::temp_dir().join(random_name("tessera-redis-"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = Self {
@@ -128,6 +230,7 @@ impl RedisServer {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             shared: false,
+            tls,
         };
         server.launch();
         server
@@ -135,9 +238,22 @@ impl RedisServer {
 
     fn launch(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(ca) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(ca.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(ca.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(ca.ca_file())
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--maxmemory-policy", "noeviction"])
+            .args(acl_user_args())
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -163,19 +279,32 @@ impl RedisServer {
         self.wait_ready();
     }
 
-    /// A plain connection to this very server (never the topology's cluster).
+    /// A plain connection to this very server (never the topology's cluster), as the default
+    /// user.
     pub fn plain_conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        self.admin_client().get_connection().unwrap()
+    }
+
+    /// A client for the default user (trusting the test CA of a TLS server).
+    pub fn admin_client(&self) -> redis::Client {
+        match &self.tls {
+            None => redis::Client::open(self.admin_url()).unwrap(),
+            Some(ca) => redis::Client::build_with_tls(
+                self.admin_url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca.ca_file()).unwrap()),
+                },
+            )
+            .unwrap(),
+        }
     }
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut conn) = client.get_connection() {
+            {
+                if let Ok(mut conn) = self.admin_client().get_connection() {
                     if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
                         return;
                     }
@@ -190,8 +319,26 @@ impl RedisServer {
         }
     }
 
+    /// What a Tessera node is given: this server, as the least-privilege ACL user.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!(
+            "{}://{ACL_USER}:{ACL_PASSWORD}@127.0.0.1:{}",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    /// The default (all-powerful) user, for the test's own reads and changes.
+    pub fn admin_url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.port)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
     }
 
     /// A connection to what nodes built on this server use: the server itself, or the shared
@@ -205,12 +352,7 @@ impl RedisServer {
                     .unwrap(),
             ));
         }
-        TestConn::Single(
-            redis::Client::open(self.url())
-                .unwrap()
-                .get_connection()
-                .unwrap(),
-        )
+        TestConn::Single(self.plain_conn())
     }
 
     /// SIGKILL: the server vanishes mid-flight, as in a crash.
@@ -236,10 +378,35 @@ impl RedisServer {
         self.kill();
         self.launch();
     }
+
+    /// SIGTERM (Redis saves and exits cleanly, as in a maintenance restart), then starts again.
+    pub fn restart_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A command the ACL refused is a failure even when Tessera coped with the error.
+        if self.child.is_some() && !std::thread::panicking() {
+            if let Ok(mut conn) = self
+                .admin_client()
+                .get_connection_with_timeout(Duration::from_secs(1))
+            {
+                let refused = acl_refusals(&mut conn);
+                self.kill();
+                assert!(
+                    refused.is_empty(),
+                    "Redis refused Tessera's ACL user: {refused:#?}"
+                );
+            }
+        }
         self.kill();
         if !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -331,9 +498,18 @@ impl TestCluster {
     /// Starts `primaries` cluster-enabled servers and joins them (`redis-cli --cluster
     /// create`); waits until every node says `cluster_state:ok`.
     pub fn start(primaries: usize, extra: &[&str]) -> RunningCluster {
+        Self::start_with_replicas(primaries, 0, extra)
+    }
+
+    /// Like `start`, with `replicas` replicas of every primary (`servers` lists them too).
+    pub fn start_with_replicas(
+        primaries: usize,
+        replicas: usize,
+        extra: &[&str],
+    ) -> RunningCluster {
         let mut args = vec!["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         args.extend_from_slice(extra);
-        let servers: Vec<RedisServer> = (0..primaries)
+        let servers: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| RedisServer::start_on(cluster_port(), &args))
             .collect();
         let mut create = Command::new("redis-cli");
@@ -342,7 +518,7 @@ impl TestCluster {
             create.arg(format!("127.0.0.1:{}", s.port));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli must be installed (scripts/test installs it)");
         assert!(
@@ -369,7 +545,10 @@ impl TestCluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        format!(
+            "redis+cluster://{ACL_USER}:{ACL_PASSWORD}@{}",
+            hosts.join(",")
+        )
     }
 }
 
@@ -631,6 +810,25 @@ impl TestApp {
     /// The body of `/readyz`.
     pub async fn readiness(&self) -> Value {
         self.public_json("/readyz").await
+    }
+
+    /// The status of `/readyz`.
+    pub async fn ready_status(&self) -> u16 {
+        self.client
+            .get(format!("{}/readyz", self.public))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        wait_until("the node is ready", || async {
+            self.ready_status().await == 200
+        })
+        .await;
     }
 
     pub async fn jwks(&self) -> Value {
@@ -928,4 +1126,32 @@ where
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The built `tessera` binary with no `TESSERA_*` variable inherited from the test's own
+/// environment, so each test sets exactly the settings it means.
+pub fn tessera_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TESSERA_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// `tessera serve` on `redis` with its own key prefix, the given ports and keys directory and
+/// JSON logs; the caller adds its own settings and spawns it.
+pub fn serve_command(redis: &RedisServer, public: u16, admin: u16, keys: &Path) -> Command {
+    let mut command = tessera_binary();
+    command
+        .arg("serve")
+        .env("TESSERA_REDIS_URL", redis.url())
+        .env("TESSERA_KEY_PREFIX", random_name("t"))
+        .env("TESSERA_PUBLIC_ADDR", format!("127.0.0.1:{public}"))
+        .env("TESSERA_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("TESSERA_ADMIN_API_KEY", ADMIN_KEY)
+        .env("TESSERA_KEYS_DIR", keys)
+        .env("TESSERA_LOG_FORMAT", "json");
+    command
 }

@@ -101,7 +101,7 @@ fn the_cli_rotates_the_ring_in_redis() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(spawn_app_with(settings.clone()));
     let before = runtime.block_on(app.jwks());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+    let out = tessera_binary()
         .args(["keys", "rotate"])
         .env("TESSERA_REDIS_URL", &settings.redis_url)
         .env("TESSERA_KEY_PREFIX", &settings.key_prefix)

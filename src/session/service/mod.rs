@@ -357,7 +357,11 @@ impl SessionService {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let user = session.record.user_id.clone();
-        let revoked = self.store.revoke(&session.id, &user).await?;
+        let revoked = self
+            .store
+            .revoke(&session.id, &user)
+            .await
+            .inspect_err(|_| self.feed.flush_soon(session.id.tag()))?;
         if revoked {
             self.feed
                 .flush_region(session.id.region(), session.id.tag())
@@ -415,7 +419,13 @@ impl SessionService {
             || self
                 .pushed
                 .is_revoked(id.as_str(), user.as_str(), record.credential_version, now);
-        if refused && self.store.revoke(id, user).await? {
+        if refused
+            && self
+                .store
+                .revoke(id, user)
+                .await
+                .inspect_err(|_| self.feed.flush_soon(id.tag()))?
+        {
             self.feed.flush_region(id.region(), id.tag()).await;
             self.audit(
                 AuditEvent::new("session_revoked", &Actor::system(), self.clock.now_ms())
@@ -436,7 +446,11 @@ impl SessionService {
         actor: &Actor,
         reason: &str,
     ) -> Result<u64, StoreError> {
-        let n = self.store.revoke_all(user).await?;
+        let n = self
+            .store
+            .revoke_all(user)
+            .await
+            .inspect_err(|_| self.feed.flush_soon(&user.tag()))?;
         self.feed.flush(&user.tag()).await;
         self.audit(
             AuditEvent::new("credential_version_bumped", actor, self.clock.now_ms())
@@ -449,7 +463,11 @@ impl SessionService {
 
     /// Erases the user: every session, the index, version, fingerprint and TOTP state.
     pub async fn erase_user(&self, user: &UserId, actor: &Actor) -> Result<u64, StoreError> {
-        let n = self.store.erase_user(user).await?;
+        let n = self
+            .store
+            .erase_user(user)
+            .await
+            .inspect_err(|_| self.feed.flush_soon(&user.tag()))?;
         self.feed.flush(&user.tag()).await;
         self.audit(
             AuditEvent::new("user_erased", actor, self.clock.now_ms())
@@ -527,7 +545,20 @@ impl SessionService {
                 "region {region} did not answer"
             )));
         }
-        Ok(listing.sessions.into_iter().find(|s| s.id.as_str() == id))
+        let found = listing.sessions.into_iter().find(|s| s.id.as_str() == id);
+        if found.is_none() {
+            // Only kills look sessions up by id: "no such session" must be durable too.
+            if let Ok(id) = SessionId::parse(id, &self.regions) {
+                self.settle(&id).await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits until what was written about `id`'s session is on the replicas (see
+    /// `SessionStore::confirm`); before answering "no such session" to a request that ends one.
+    pub async fn settle(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.store.confirm(id).await
     }
 
     /// The user's live sessions, and the regions that did not answer.

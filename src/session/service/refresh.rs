@@ -46,7 +46,9 @@ impl SessionService {
                 grace_ms,
                 default_idle_ms: self.policy.idle_timeout_ms,
             })
-            .await?;
+            .await
+            // A reuse may have ended the session before the error (see `flush_soon`).
+            .inspect_err(|_| self.feed.flush_soon(presented.id().tag()))?;
         let record = match outcome {
             RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
             RefreshOutcome::Reused(user) => {
@@ -92,7 +94,8 @@ impl SessionService {
         let outcome = self
             .store
             .revoke_by_refresh(presented.id(), &presented.hash())
-            .await?;
+            .await
+            .inspect_err(|_| self.feed.flush_soon(presented.id().tag()))?;
         match outcome {
             RefreshRevocation::Revoked(user) => {
                 let id = presented.id();
@@ -125,7 +128,11 @@ impl SessionService {
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
         if !presented.is_earlier_generation_of(current, mac, MAX_REFRESH_GENERATIONS)
-            || !self.store.revoke(presented.id(), user).await?
+            || !self
+                .store
+                .revoke(presented.id(), user)
+                .await
+                .inspect_err(|_| self.feed.flush_soon(presented.id().tag()))?
         {
             return Ok(false);
         }
