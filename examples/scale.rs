@@ -25,6 +25,7 @@ fn settings(url: &str) -> RedisSettings {
         ca_file: None,
         wait_replicas: 0,
         wait_timeout: Duration::from_millis(500),
+        region: "bench".into(),
     }
 }
 

@@ -88,6 +88,7 @@ pub trait Auditor: Send + Sync {
 /// Mirrors an event to the structured log (and counts it by type).
 pub fn log(event: &AuditEvent) {
     metrics::counter!("tessera_audit_events_total", "event" => event.event.clone()).increment(1);
+    crate::meters::event(event);
     tracing::info!(
         target: "tessera::audit",
         event = %event.event,

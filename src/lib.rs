@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod meters;
 pub mod revocation;
 pub mod scope;
 pub mod session;

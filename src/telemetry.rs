@@ -35,11 +35,31 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
                 ],
             )
             .expect("fixed, non-empty buckets")
+            // Redis answers in tens of microseconds on a LAN; a slow one is the first
+            // suspect at 3 a.m., so its buckets start lower.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "tessera_redis_command_duration_seconds".into(),
+                ),
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+                ],
+            )
+            .expect("fixed, non-empty buckets")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "tessera_revocation_feed_lag_seconds".into(),
+                ),
+                &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0],
+            )
+            .expect("fixed, non-empty buckets")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may already be installed (an embedding app's): then ours stays
         // local and `/metrics` shows only what this handle saw.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            crate::meters::describe();
+        }
         handle
     })
 }

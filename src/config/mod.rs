@@ -610,6 +610,7 @@ impl Settings {
         crate::store::RedisSettings {
             url: target.url.clone(),
             cluster: target.cluster,
+            region: target.region.as_str().to_owned(),
             ..self.redis()
         }
     }
@@ -670,6 +671,7 @@ impl Settings {
             ca_file: self.redis_ca_file.clone(),
             wait_replicas: self.redis_wait_replicas,
             wait_timeout: Duration::from_millis(self.redis_wait_timeout_ms),
+            region: self.region.as_str().to_owned(),
         }
     }
 

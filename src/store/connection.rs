@@ -34,6 +34,8 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     /// How long a revocation waits for those replicas before it is answered 503.
     pub wait_timeout: Duration,
+    /// The region whose Redis this is: the `region` label of its command metrics.
+    pub region: String,
 }
 
 /// Where a URL points: one server, or the seed nodes of a cluster (as plain node URLs).
@@ -138,9 +140,17 @@ impl Topology {
     }
 }
 
-/// A connection to one region's Redis: what every store, feed and script call uses.
+/// A connection to one region's Redis: what every store, feed and script call uses. Every
+/// command through it is timed and its failures counted, by region (`Meter`).
 #[derive(Clone)]
-pub enum Conn {
+pub struct Conn {
+    link: Link,
+    meter: Meter,
+}
+
+/// How a [`Conn`] reaches Redis.
+#[derive(Clone)]
+pub enum Link {
     /// One server, multiplexed and self-reconnecting.
     Single(ConnectionManager),
     /// A Redis Cluster: commands go to the primary of their key's slot; a command that meets a
@@ -150,12 +160,111 @@ pub enum Conn {
     Node(ClusterConnection, String, u16),
 }
 
+impl Conn {
+    fn new(link: Link, meter: &Meter) -> Self {
+        Self {
+            link,
+            meter: meter.clone(),
+        }
+    }
+
+    /// How this connection reaches Redis (a script picks pipelines or not by it).
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The same connection, reaching one node of the cluster (or the server itself).
+    fn on_node(&self, host: String, port: u16) -> Self {
+        match &self.link {
+            Link::Cluster(c, _) | Link::Node(c, _, _) => {
+                Self::new(Link::Node(c.clone(), host, port), &self.meter)
+            }
+            Link::Single(_) => self.clone(),
+        }
+    }
+}
+
+/// Command latency and failures of one region's Redis, as Prometheus series:
+/// `tessera_redis_command_duration_seconds{region}` and `tessera_redis_errors_total{region,kind}`.
+#[derive(Clone)]
+pub struct Meter {
+    region: std::sync::Arc<str>,
+    latency: metrics::Histogram,
+}
+
+impl Meter {
+    pub fn for_region(region: &str) -> Self {
+        Self {
+            region: region.into(),
+            latency: metrics::histogram!(
+                "tessera_redis_command_duration_seconds",
+                "region" => region.to_owned()
+            ),
+        }
+    }
+
+    /// `sent`, timed from now to its answer; a failure is counted by kind.
+    fn measure<'a, T: Send + 'a>(&'a self, sent: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+        let started = std::time::Instant::now();
+        Box::pin(async move {
+            let result = sent.await;
+            self.latency.record(started.elapsed().as_secs_f64());
+            if let Err(e) = &result {
+                metrics::counter!(
+                    "tessera_redis_errors_total",
+                    "region" => self.region.to_string(),
+                    "kind" => error_kind(e)
+                )
+                .increment(1);
+            }
+            result
+        })
+    }
+}
+
+/// A bounded label for a failed command: the operator's first question is "slow, gone, or
+/// refusing?".
+fn error_kind(e: &redis::RedisError) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        "connection"
+    } else if e.code() == Some("NOSCRIPT") {
+        // The script cache was emptied (a restart, SCRIPT FLUSH); the call loads it again.
+        "noscript"
+    } else if e.is_cluster_error() {
+        "cluster"
+    } else {
+        "reply"
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.meter.measure(self.link.req_packed_command(cmd))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.meter
+            .measure(self.link.req_packed_commands(pipeline, offset, count))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.link.get_db()
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c, budget) => Box::pin(while_slots_move(c, cmd, *budget)),
-            Conn::Node(c, host, port) => {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c, budget) => Box::pin(while_slots_move(c, cmd, *budget)),
+            Link::Node(c, host, port) => {
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
@@ -172,8 +281,8 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c, _) | Conn::Node(c, _, _) => {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c, _) | Link::Node(c, _, _) => {
                 c.req_packed_commands(pipeline, offset, count)
             }
         }
@@ -181,8 +290,8 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(..) | Conn::Node(..) => 0,
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(..) | Link::Node(..) => 0,
         }
     }
 }
@@ -359,6 +468,7 @@ impl RedisConnections {
                 redact_url(&settings.url)
             )
         };
+        let meter = Meter::for_region(&settings.region);
         match topology {
             Topology::Single(url) => {
                 let client = single_client(&url, settings)?;
@@ -387,7 +497,7 @@ impl RedisConnections {
                     .build()
                     .context("cannot build the Redis connection pool")?;
                 Ok(Self {
-                    conn: Conn::Single(manager),
+                    conn: Conn::new(Link::Single(manager), &meter),
                     opener: Opener::Single {
                         client: Box::new(client),
                         config,
@@ -431,7 +541,7 @@ impl RedisConnections {
                 let side = client
                     .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new());
                 Ok(Self {
-                    conn: Conn::Cluster(conn, settings.command_timeout),
+                    conn: Conn::new(Link::Cluster(conn, settings.command_timeout), &meter),
                     opener: Opener::Cluster {
                         seeds,
                         settings: settings.clone(),
@@ -446,7 +556,7 @@ impl RedisConnections {
     /// connection is already one multiplexed connection per node, shared by every thread).
     pub fn per_thread(&self) -> PerThread {
         let threads = PerThread::new(self.opener.clone(), self.conn.clone());
-        if let Conn::Single(manager) = &self.conn {
+        if let Link::Single(manager) = &self.conn.link {
             threads.registry.register(manager.clone());
         }
         threads
@@ -459,18 +569,24 @@ impl RedisConnections {
         match &self.opener {
             Opener::Single { client, config } => {
                 let config = config.clone().set_response_timeout(Some(response));
-                Ok(Conn::Single(
-                    ConnectionManager::new_with_config((**client).clone(), config)
-                        .await
-                        .context("cannot open a dedicated Redis connection")?,
+                Ok(Conn::new(
+                    Link::Single(
+                        ConnectionManager::new_with_config((**client).clone(), config)
+                            .await
+                            .context("cannot open a dedicated Redis connection")?,
+                    ),
+                    &self.conn.meter,
                 ))
             }
-            Opener::Cluster { seeds, settings } => Ok(Conn::Cluster(
-                cluster_client(seeds, settings, response)?
-                    .get_async_connection()
-                    .await
-                    .context("cannot open a dedicated Redis Cluster connection")?,
-                settings.command_timeout,
+            Opener::Cluster { seeds, settings } => Ok(Conn::new(
+                Link::Cluster(
+                    cluster_client(seeds, settings, response)?
+                        .get_async_connection()
+                        .await
+                        .context("cannot open a dedicated Redis Cluster connection")?,
+                    settings.command_timeout,
+                ),
+                &self.conn.meter,
             )),
         }
     }
@@ -481,15 +597,23 @@ impl RedisConnections {
         match &self.opener {
             Opener::Single { client, config } => {
                 let config = config.clone().set_response_timeout(Some(response));
-                Ok(Conn::Single(
-                    ConnectionManager::new_lazy_with_config((**client).clone(), config)
-                        .context("cannot open a side Redis connection")?,
+                Ok(Conn::new(
+                    Link::Single(
+                        ConnectionManager::new_lazy_with_config((**client).clone(), config)
+                            .context("cannot open a side Redis connection")?,
+                    ),
+                    &self.conn.meter,
                 ))
             }
-            Opener::Cluster { seeds, settings } => Ok(Conn::Cluster(
-                cluster_client(seeds, settings, response)?
-                    .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new()),
-                settings.command_timeout,
+            Opener::Cluster { seeds, settings } => Ok(Conn::new(
+                Link::Cluster(
+                    cluster_client(seeds, settings, response)?
+                        .get_pending_async_connection_with_config(
+                            redis::cluster::ClusterConfig::new(),
+                        ),
+                    settings.command_timeout,
+                ),
+                &self.conn.meter,
             )),
         }
     }
@@ -515,7 +639,7 @@ impl RedisConnections {
     /// Every primary, each as its own connection: `SCAN` and `INFO` answer for one node only,
     /// so a sweep or a health check must visit each of them.
     pub async fn primaries(&self) -> anyhow::Result<Vec<Conn>> {
-        let Conn::Cluster(cluster, _) = &self.conn else {
+        let Link::Cluster(cluster, _) = &self.conn.link else {
             return Ok(vec![self.conn.clone()]);
         };
         let nodes: String = redis::cmd("CLUSTER")
@@ -536,7 +660,7 @@ impl RedisConnections {
         }
         Ok(primaries
             .into_iter()
-            .map(|(host, port)| Conn::Node(cluster.clone(), host, port))
+            .map(|(host, port)| self.conn.on_node(host, port))
             .collect())
     }
 }
@@ -670,13 +794,13 @@ impl PerThread {
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             if let Some(conn) = local.get(&self.id) {
-                return Conn::Single(conn.clone());
+                return Conn::new(Link::Single(conn.clone()), &self.fallback.meter);
             }
             match ConnectionManager::new_lazy_with_config((**client).clone(), config.clone()) {
                 Ok(conn) => {
                     self.registry.register(conn.clone());
                     local.insert(self.id, conn.clone());
-                    Conn::Single(conn)
+                    Conn::new(Link::Single(conn), &self.fallback.meter)
                 }
                 Err(_) => self.fallback.clone(),
             }

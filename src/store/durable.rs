@@ -8,7 +8,7 @@
 //! the revocation included; and the barrier shares the revocation's hash slot, so in a cluster
 //! both are on the same primary, where `WAIT` is sent.
 
-use super::connection::Conn;
+use super::connection::{Conn, Link};
 use crate::session::StoreError;
 use anyhow::anyhow;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -53,8 +53,8 @@ impl Confirmer {
     }
 
     fn group(&self, part: &str) -> std::sync::Arc<Group> {
-        let part = match self.conn {
-            Conn::Single(_) => "",
+        let part = match self.conn.link() {
+            Link::Single(_) => "",
             _ => part,
         };
         self.groups
@@ -105,10 +105,10 @@ impl Confirmer {
         let mut wait = redis::cmd("WAIT");
         wait.arg(self.replicas)
             .arg(self.timeout.as_millis().max(1) as u64);
-        let acked: i64 = match &mut conn {
+        let acked: i64 = match conn.link().clone() {
             // Only the primary of the barrier's slot holds it (the cluster client would ask
             // every primary and take the least).
-            Conn::Cluster(cluster, _) => {
+            Link::Cluster(mut cluster, _) => {
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                     Route::with_key(barrier.as_bytes(), SlotAddr::Master),
                 ));
@@ -118,7 +118,10 @@ impl Confirmer {
                     .map_err(|e| e.to_string())?;
                 redis::from_redis_value(value).map_err(|e| e.to_string())?
             }
-            other => wait.query_async(other).await.map_err(|e| e.to_string())?,
+            _ => wait
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?,
         };
         metrics::counter!("tessera_redis_wait_total", "confirmed" => (acked >= i64::from(self.replicas)).to_string()).increment(1);
         if acked >= i64::from(self.replicas) {

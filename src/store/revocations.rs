@@ -2,7 +2,7 @@
 //! with `XREAD BLOCK` on a dedicated connection (a blocking read must not sit on the shared
 //! multiplexed connection, where it would hold up every other request).
 
-use super::connection::{Conn, RedisConnections};
+use super::connection::{Conn, Link, RedisConnections};
 use super::store_error;
 use crate::clock::SharedClock;
 use crate::revocation::{Revocation, RevokedSet};
@@ -169,6 +169,9 @@ impl RedisFeed {
     pub async fn follow(self, set: Arc<RwLock<RevokedSet>>, tx: broadcast::Sender<FeedEntry>) {
         let _ = self.local.set(set.clone());
         let mut last = format!("{}-0", (self.now_ms() - self.retention_ms).max(0));
+        // Lag is measured only for entries written since this follower started: the backlog a
+        // starting node reads is old by design.
+        let started = self.now_ms();
         set.write()
             .unwrap_or_else(|e| e.into_inner())
             .expect(&self.region);
@@ -217,6 +220,9 @@ impl RedisFeed {
                     }
                     for e in &entries {
                         set.apply_from(&self.region, &e.entry, now);
+                        if let Some(written) = entry_millis(&e.id).filter(|w| *w >= started) {
+                            crate::meters::feed_lag(&self.region, now - written);
+                        }
                         last = e.id.clone();
                     }
                     set.prune(now);
@@ -322,7 +328,7 @@ impl RedisFeed {
                 .iter()
                 .map(|t| self.keys.outbox(&format!("{t:04x}")))
                 .collect();
-            let found: Vec<i64> = if let Conn::Single(_) = conn {
+            let found: Vec<i64> = if let Link::Single(_) = conn.link() {
                 let mut pipe = redis::pipe();
                 for outbox in &outboxes {
                     pipe.cmd("EXISTS").arg(outbox);
@@ -410,4 +416,9 @@ fn decode(region: &str, entry: &redis::streams::StreamId) -> Option<FeedEntry> {
         id: entry.id.clone(),
         entry: serde_json::from_str(&json).ok()?,
     })
+}
+
+/// The milliseconds part of a stream entry id (`<ms>-<seq>`): when Redis appended it.
+fn entry_millis(id: &str) -> Option<i64> {
+    id.split_once('-')?.0.parse().ok()
 }

@@ -71,6 +71,16 @@ async fn a_slow_redis_answers_503_within_the_command_timeout_and_never_hangs() {
     );
     // The JWT path does not touch Redis.
     assert_eq!(app.check_jwt(&jwt).await, 200);
+    // Each timeout is on the operator's dashboard, under its region and kind.
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tessera_redis_errors_total{")
+                && l.contains("region=\"eu\"")
+                && l.contains("kind=\"timeout\"")),
+        "no Redis timeout counted"
+    );
 
     // The network heals: the same node serves again by itself.
     heal(&proxy, &app).await;

@@ -452,6 +452,10 @@ impl SessionService {
             .await
             .inspect_err(|_| self.feed.flush_soon(&user.tag()))?;
         self.feed.flush(&user.tag()).await;
+        crate::meters::sessions_revoked(
+            crate::meters::revocation_reason(reason, actor.as_str()),
+            n,
+        );
         self.audit(
             AuditEvent::new("credential_version_bumped", actor, self.clock.now_ms())
                 .user(user.as_str())
@@ -469,6 +473,7 @@ impl SessionService {
             .await
             .inspect_err(|_| self.feed.flush_soon(&user.tag()))?;
         self.feed.flush(&user.tag()).await;
+        crate::meters::sessions_revoked("erased", n);
         self.audit(
             AuditEvent::new("user_erased", actor, self.clock.now_ms())
                 .user(user.as_str())

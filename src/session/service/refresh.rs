@@ -49,6 +49,11 @@ impl SessionService {
             .await
             // A reuse may have ended the session before the error (see `flush_soon`).
             .inspect_err(|_| self.feed.flush_soon(presented.id().tag()))?;
+        crate::meters::refresh(match outcome {
+            RefreshOutcome::Rotated(_) => "rotated",
+            RefreshOutcome::Grace(_) => "grace",
+            _ => "refused",
+        });
         let record = match outcome {
             RefreshOutcome::Rotated(record) | RefreshOutcome::Grace(record) => *record,
             RefreshOutcome::Reused(user) => {
