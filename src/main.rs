@@ -122,10 +122,16 @@ enum UsersCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate the settings and print them with secrets redacted.
+    /// Validate the settings, print them with secrets redacted, then connect to every
+    /// region's Redis and report its version, maxmemory-policy, persistence and replicas (on
+    /// stderr; stdout stays the settings' JSON). Exits 1 when a Redis cannot be reached or
+    /// would be refused.
     Check {
         #[arg(long, short, env = "TESSERA_CONFIG_FILE")]
         config: Option<PathBuf>,
+        /// Only validate and print the settings; connect to nothing (e.g. while building an image).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -154,8 +160,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Config {
-            command: ConfigCommand::Check { config },
-        } => Settings::load(config.as_deref()).map(|s| println!("{}", s.redacted())),
+            command: ConfigCommand::Check { config, offline },
+        } => config_check(config, offline),
         Command::Keys {
             command: KeysCommand::GenerateKek,
         } => tessera::token::Kek::generate_text().map(|k| println!("{k}")),
@@ -284,6 +290,69 @@ fn on_redis(work: impl std::future::Future<Output = anyhow::Result<()>>) -> anyh
         .enable_all()
         .build()?
         .block_on(work)
+}
+
+fn config_check(config: Option<PathBuf>, offline: bool) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    println!("{}", settings.redacted());
+    if offline {
+        return Ok(());
+    }
+    on_redis(async move {
+        let mut failed = Vec::new();
+        for target in settings.region_targets()? {
+            let redis_settings = settings.redis_for(&target);
+            let name = format!(
+                "region {} ({})",
+                target.region,
+                tessera::store::connection::redact_url(&target.url)
+            );
+            let reports = match tessera::store::RedisConnections::connect(&redis_settings).await {
+                Ok(redis) => tessera::store::health::report(&redis).await,
+                Err(e) => Err(e),
+            };
+            let reports = match reports {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("# {name}: UNREACHABLE: {e:#}");
+                    failed.push(name);
+                    continue;
+                }
+            };
+            for (i, r) in reports.iter().enumerate() {
+                let node = if reports.len() > 1 {
+                    format!("{name}, primary {}", i + 1)
+                } else {
+                    name.clone()
+                };
+                eprintln!(
+                    "# {node}: Redis {}, maxmemory-policy {}, AOF {}, last RDB save {}, role {}, {} replica(s)",
+                    r.version,
+                    r.maxmemory_policy,
+                    if r.aof { "on" } else { "off" },
+                    if r.rdb_last_save.is_empty() { "-" } else { &r.rdb_last_save },
+                    r.role,
+                    r.replicas
+                );
+                for warning in r.warnings(settings.redis_wait_replicas) {
+                    eprintln!("#   warning: {warning}");
+                }
+                let problems = r.problems();
+                for problem in &problems {
+                    eprintln!("#   PROBLEM: {problem}");
+                }
+                if !problems.is_empty() {
+                    failed.push(node);
+                }
+            }
+        }
+        anyhow::ensure!(
+            failed.is_empty(),
+            "the settings are valid, but Tessera cannot use: {}",
+            failed.join("; ")
+        );
+        Ok(())
+    })
 }
 
 fn rotate_keys(config: Option<PathBuf>) -> anyhow::Result<()> {

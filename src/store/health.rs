@@ -103,3 +103,106 @@ mod tests {
         assert!(check_policy("noeviction").is_ok());
     }
 }
+
+/// What `tessera config check` reports of one Redis node: read from `INFO` (allowed to
+/// Tessera's least-privilege user, unlike `CONFIG GET`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    pub version: String,
+    pub maxmemory_policy: String,
+    pub aof: bool,
+    /// `rdb_last_bgsave_status` (`ok`, `err`), when the node has saved at all.
+    pub rdb_last_save: String,
+    pub role: String,
+    pub replicas: u32,
+}
+
+impl NodeReport {
+    /// Parses the sections of `INFO server`, `INFO memory`, `INFO persistence` and
+    /// `INFO replication` (one text or several).
+    pub fn parse(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            version: field("redis_version"),
+            maxmemory_policy: field("maxmemory_policy"),
+            aof: field("aof_enabled") == "1",
+            rdb_last_save: field("rdb_last_bgsave_status"),
+            role: field("role"),
+            replicas: field("connected_slaves").parse().unwrap_or(0),
+        }
+    }
+
+    /// Problems that must be fixed before Tessera may use this node (it refuses to start).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = check_policy(&self.maxmemory_policy) {
+            problems.push(format!("{e:#}"));
+        }
+        problems
+    }
+
+    /// Advice that does not stop a start: without persistence a restart loses every session
+    /// and, worse, every revocation still in force.
+    pub fn warnings(&self, wait_replicas: u32) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.aof {
+            warnings.push(
+                "AOF is off: a restart of this Redis forgets sessions and revocations; run it \
+                 with --appendonly yes --appendfsync everysec (README \"Durability and failure\")"
+                    .to_owned(),
+            );
+        }
+        if self.role == "master" && self.replicas < wait_replicas {
+            warnings.push(format!(
+                "{} replica(s) connected, redis_wait_replicas is {wait_replicas}: every \
+                 revocation will be answered 503",
+                self.replicas
+            ));
+        }
+        warnings
+    }
+}
+
+/// One report per primary (a cluster has several).
+pub async fn report(redis: &crate::store::RedisConnections) -> anyhow::Result<Vec<NodeReport>> {
+    let mut reports = Vec::new();
+    for mut conn in redis.primaries().await? {
+        let mut info = String::new();
+        for section in ["server", "memory", "persistence", "replication"] {
+            let text: String = redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut conn)
+                .await
+                .with_context(|| format!("INFO {section} failed"))?;
+            info.push_str(&text);
+        }
+        reports.push(NodeReport::parse(&info));
+    }
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn reads_info_and_names_what_to_fix() {
+        let info =
+            "# Server\r\nredis_version:7.0.15\r\n# Memory\r\nmaxmemory_policy:allkeys-lru\r\n\
+                    # Persistence\r\naof_enabled:0\r\nrdb_last_bgsave_status:ok\r\n\
+                    # Replication\r\nrole:master\r\nconnected_slaves:1\r\n";
+        let report = NodeReport::parse(info);
+        assert_eq!(report.version, "7.0.15");
+        assert_eq!(report.maxmemory_policy, "allkeys-lru");
+        assert!(!report.aof);
+        assert_eq!(report.replicas, 1);
+        assert_eq!(report.problems().len(), 1);
+        assert_eq!(report.warnings(0).len(), 1, "AOF off");
+        assert_eq!(report.warnings(2).len(), 2, "AOF off, too few replicas");
+    }
+}

@@ -112,3 +112,49 @@ async fn keys_list_shows_the_signing_key_and_completions_are_printed() {
     let help = stdout(&tessera(&app, &["sessions", "revoke", "--help"]));
     assert!(help.contains("--session") && help.contains("every session of the user"));
 }
+
+#[tokio::test]
+async fn config_check_reports_each_regions_redis_and_fails_on_one_it_cannot_use() {
+    let redis = RedisServer::shared();
+    let app = spawn_app(&redis).await;
+    let out = tessera(&app, &["config", "check"]);
+    let settings = stdout(&out);
+    serde_json::from_str::<serde_json::Value>(&settings).expect("stdout is the settings' JSON");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    for region in ["eu", "us"] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("# region {region} (")))
+            .collect();
+        assert!(!lines.is_empty(), "no report of {region}:\n{text}");
+        for line in lines {
+            assert!(line.contains(": Redis 7."), "{line}");
+            assert!(line.contains("maxmemory-policy noeviction"), "{line}");
+            // The test servers keep nothing on disk: said, with the fix.
+            assert!(line.contains("AOF off"), "{line}");
+        }
+    }
+    assert!(text.contains("warning: AOF is off"), "{text}");
+    assert!(
+        !text.contains("tessera-test-password"),
+        "a password was printed"
+    );
+
+    if topology() != Topology::Single {
+        return; // the failures below need no cluster; once per run
+    }
+    let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let gone = format!("redis://127.0.0.1:{}", free_port());
+    for (url, says) in [(evicting.url(), "PROBLEM: "), (gone, "UNREACHABLE: ")] {
+        let out = tessera_binary()
+            .args(["config", "check"])
+            .env("TESSERA_REDIS_URL", &url)
+            .env("TESSERA_KEYS_DIR", &app.settings.keys_dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(stderr.contains("Tessera cannot use: region "), "{stderr}");
+    }
+}

@@ -9,7 +9,7 @@ fn tessera() -> Command {
 #[test]
 fn environment_variables_override_defaults_and_secrets_are_redacted() {
     let out = tessera()
-        .args(["config", "check"])
+        .args(["config", "check", "--offline"])
         .env("TESSERA_PUBLIC_ADDR", "0.0.0.0:9000")
         .env("TESSERA_ADMIN_ADDR", "127.0.0.1:9001")
         .env("TESSERA_REDIS_URL", "rediss://:pw@cache:6379")
@@ -42,7 +42,7 @@ fn environment_variables_override_defaults_and_secrets_are_redacted() {
 #[test]
 fn a_bad_setting_is_named_with_its_variable() {
     let out = tessera()
-        .args(["config", "check"])
+        .args(["config", "check", "--offline"])
         .env("TESSERA_TOKEN_LIFETIME_SECS", "3600")
         .output()
         .unwrap();
@@ -63,7 +63,7 @@ fn the_file_is_read_and_the_environment_wins() {
     )
     .unwrap();
     let out = tessera()
-        .args(["config", "check", "--config"])
+        .args(["config", "check", "--offline", "--config"])
         .arg(&path)
         .env("TESSERA_REGION", "ap")
         .output()
