@@ -30,6 +30,10 @@ pub struct Application {
     admin: Server,
     background: Vec<tokio::task::JoinHandle<()>>,
     kek_created: bool,
+    /// The settings this node started with (SIGHUP compares a fresh read against them).
+    settings: Settings,
+    /// Wakes the users-file watcher to re-read the file now (SIGHUP).
+    users_reload: Arc<tokio::sync::Notify>,
 }
 
 impl Application {
@@ -210,8 +214,13 @@ impl Application {
             background.push(tokio::spawn(link.feed.clone().heartbeat()));
         }
         background.push(tokio::spawn(regional.clone().deliver_pending()));
+        let users_reload = Arc::new(tokio::sync::Notify::new());
         if let Some(path) = settings.users_file.clone() {
-            background.push(tokio::spawn(watch_users_file(state.clone(), path)));
+            background.push(tokio::spawn(watch_users_file(
+                state.clone(),
+                path,
+                users_reload.clone(),
+            )));
         }
         Ok(Self {
             guard,
@@ -226,6 +235,8 @@ impl Application {
             admin,
             background,
             kek_created,
+            settings: Settings::clone(&settings),
+            users_reload,
         })
     }
 
@@ -260,10 +271,26 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then stops gracefully: readiness answers 503 at once
     /// while requests are still served for `shutdown_drain_secs`; then the listeners close and
     /// requests in flight get up to `shutdown_timeout_secs`; then the background tasks stop.
-    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+    ///
+    /// SIGHUP re-reads the users file at once and the settings from `config` (and the
+    /// environment): the log filter changes in place; any other changed setting is named in a
+    /// warning as taking effect at the next start. Sessions are untouched.
+    pub async fn run_until_signalled(
+        self,
+        config: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        let (mut running, users_reload) = (self.settings.clone(), self.users_reload.clone());
+        let reloader = tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the users file and the settings");
+                users_reload.notify_one();
+                reload_settings(&mut running, config.as_deref());
+            }
+        });
         let (public, admin) = (self.public.handle(), self.admin.handle());
         let (drain, _) = self.shutdown;
         let draining = self.draining.clone();
@@ -284,6 +311,7 @@ impl Application {
         });
         let result = self.run_until_stopped().await;
         stopper.abort();
+        reloader.abort();
         tracing::info!("tessera stopped");
         result
     }
@@ -370,17 +398,63 @@ async fn watch_keyring(signing: Arc<crate::signing::SigningKeys>) {
     }
 }
 
-/// Reloads the users file when it changes; a broken edit keeps the previous users (and says so).
-async fn watch_users_file(state: State, path: std::path::PathBuf) {
+/// What SIGHUP does with the settings: a fresh read that does not validate changes nothing; a
+/// new `log` filter applies at once; every other change is named for the next start.
+fn reload_settings(running: &mut Settings, config: Option<&std::path::Path>) {
+    let fresh = match Settings::load(config) {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "SIGHUP: the settings are invalid; nothing changed");
+            return;
+        }
+    };
+    if fresh.log != running.log {
+        match crate::telemetry::set_filter(&fresh.log) {
+            Ok(()) => {
+                tracing::info!(log = %fresh.log, "SIGHUP: log filter changed");
+                running.log = fresh.log.clone();
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the log filter is unchanged"),
+        }
+    }
+    let changed = changed_settings(running, &fresh);
+    if !changed.is_empty() {
+        tracing::warn!(
+            settings = %changed.join(", "),
+            "SIGHUP: these settings changed and take effect only after a restart"
+        );
+    }
+}
+
+/// The names of the settings whose values differ (secrets are compared as redacted, so a
+/// changed secret is not named).
+fn changed_settings(a: &Settings, b: &Settings) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(key, value)| b.get(*key) != Some(*value))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// Reloads the users file when it changes, or at once when `now` is notified (SIGHUP); a
+/// broken edit keeps the previous users (and says so).
+async fn watch_users_file(state: State, path: std::path::PathBuf, now: Arc<tokio::sync::Notify>) {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);
     let mut reported = None;
     let mut tick =
         tokio::time::interval(Duration::from_secs(state.settings.users_reload_secs.max(1)));
     loop {
-        tick.tick().await;
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            _ = now.notified() => true,
+        };
         let now = modified(&path);
-        if now == seen {
+        if now == seen && !forced {
             continue;
         }
         match Directory::load(&path) {

@@ -205,6 +205,7 @@ fn main() -> ExitCode {
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
+    let config_file = config.clone();
     tessera::telemetry::init(&settings.log_format, &settings.log);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings.clone()).await?;
@@ -220,7 +221,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             region = %settings.region,
             "tessera listening"
         );
-        app.run_until_signalled().await
+        app.run_until_signalled(config_file).await
     })
 }
 

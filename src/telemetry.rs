@@ -3,19 +3,52 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Swaps the installed subscriber's filter (SIGHUP re-reads `log`).
+static SET_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
 /// Installs the global subscriber once. `filter` is a tracing directive such as `info`.
 pub fn init(format: &str, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    let _ = if format == "json" {
-        builder
+    // Filter reloading goes last: the builder's formatter cannot change after it.
+    if format == "json" {
+        let builder = fmt()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init()
+            .with_target(true)
+            .with_env_filter(filter)
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        if builder.try_init().is_ok() {
+            let _ = SET_FILTER.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+        }
     } else {
-        builder.compact().try_init()
-    };
+        let builder = fmt()
+            .compact()
+            .with_target(true)
+            .with_env_filter(filter)
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        if builder.try_init().is_ok() {
+            let _ = SET_FILTER.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
+        }
+    }
+}
+
+/// Replaces the log filter of the subscriber `init` installed. A directive that does not parse
+/// changes nothing and says why.
+pub fn set_filter(filter: &str) -> Result<(), String> {
+    let parsed = EnvFilter::try_new(filter).map_err(|e| format!("log = '{filter}': {e}"))?;
+    let set = SET_FILTER
+        .get()
+        .ok_or("no subscriber of Tessera's own is installed")?;
+    set(parsed)
 }
 
 /// The process-wide Prometheus recorder (installed once; every node in the process shares it).
