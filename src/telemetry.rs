@@ -11,33 +11,27 @@ static SET_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
 /// Installs the global subscriber once. `filter` is a tracing directive such as `info`.
 pub fn init(format: &str, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Filter reloading goes last: the builder's formatter cannot change after it.
+    // Filter reloading goes last: the builder's formatter cannot change after it. (A macro:
+    // the two builders are different types, and `try_init` is an inherent method.)
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_ok() {
+                let _ = SET_FILTER.set(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }));
+            }
+        }};
+    }
     if format == "json" {
-        let builder = fmt()
+        install!(fmt()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_target(true)
-            .with_env_filter(filter)
-            .with_filter_reloading();
-        let handle = builder.reload_handle();
-        if builder.try_init().is_ok() {
-            let _ = SET_FILTER.set(Box::new(move |f| {
-                handle.reload(f).map_err(|e| e.to_string())
-            }));
-        }
+            .with_target(true));
     } else {
-        let builder = fmt()
-            .compact()
-            .with_target(true)
-            .with_env_filter(filter)
-            .with_filter_reloading();
-        let handle = builder.reload_handle();
-        if builder.try_init().is_ok() {
-            let _ = SET_FILTER.set(Box::new(move |f| {
-                handle.reload(f).map_err(|e| e.to_string())
-            }));
-        }
+        install!(fmt().compact().with_target(true));
     }
 }
 

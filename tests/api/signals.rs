@@ -33,17 +33,7 @@ async fn sigterm_drains_then_finishes_requests_in_flight_then_exits() {
             .unwrap_or(0)
     };
     wait_until("the binary is ready", || async { ready().await == 200 }).await;
-    let created: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{admin}/admin/sessions"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&serde_json::json!({"user_id": "signals", "acr": "pwd", "amr": ["pwd"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["session_token"].as_str().unwrap().to_owned();
+    let token = admin_session(&client, admin, "signals").await;
 
     // A request in flight for ~1.5 s: Redis hangs, the command times out, the answer is 503.
     redis.signal("-STOP");
@@ -115,6 +105,24 @@ async fn sigterm_drains_then_finishes_requests_in_flight_then_exits() {
     let _ = std::fs::remove_dir_all(&keys);
 }
 
+/// A session for `user` from the binary's admin API; its token.
+async fn admin_session(client: &reqwest::Client, admin: u16, user: &str) -> String {
+    let created: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{admin}/admin/sessions"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({"user_id": user, "acr": "pwd", "amr": ["pwd"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["session_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned()
+}
+
 /// The lines a child writes to stdout, collected by a thread as they come.
 fn collect_lines(
     stdout: std::process::ChildStdout,
@@ -182,20 +190,7 @@ async fn sighup_rereads_the_users_file_and_the_log_filter_and_keeps_sessions() {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let bob: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{admin}/admin/sessions"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&serde_json::json!({"user_id": "u-bob", "acr": "pwd", "amr": ["pwd"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bob = bob["session_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{bob}"))
-        .to_owned();
+    let bob = admin_session(&client, admin, "u-bob").await;
     let bob_alive = || {
         let (client, public, bob) = (client.clone(), public.clone(), bob.clone());
         async move {
