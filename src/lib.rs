@@ -22,6 +22,8 @@ pub mod authn;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod meters;
 pub mod revocation;

@@ -13,6 +13,7 @@ mod cookies;
 mod durability;
 mod faults;
 mod first_run;
+mod fuzz_corpus;
 mod helpers;
 mod hostile;
 mod keys;
