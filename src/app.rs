@@ -344,6 +344,9 @@ fn serve(
                     .add(("Referrer-Policy", "no-referrer")),
             )
             .wrap(actix_web::middleware::from_fn(http::cors::cors))
+            .wrap(actix_web::middleware::from_fn(
+                http::drain::close_when_draining,
+            ))
             .wrap(actix_web::middleware::from_fn(http::access_log::access_log))
             .configure(routes)
             .default_service(web::to(fallback::not_found))
@@ -401,7 +404,7 @@ async fn watch_keyring(signing: Arc<crate::signing::SigningKeys>) {
 /// What SIGHUP does with the settings: a fresh read that does not validate changes nothing; a
 /// new `log` filter applies at once; every other change is named for the next start.
 fn reload_settings(running: &mut Settings, config: Option<&std::path::Path>) {
-    let fresh = match Settings::load(config) {
+    let mut fresh = match Settings::load(config) {
         Ok(fresh) => fresh,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "SIGHUP: the settings are invalid; nothing changed");
@@ -414,7 +417,11 @@ fn reload_settings(running: &mut Settings, config: Option<&std::path::Path>) {
                 tracing::info!(log = %fresh.log, "SIGHUP: log filter changed");
                 running.log = fresh.log.clone();
             }
-            Err(e) => tracing::error!(error = %e, "SIGHUP: the log filter is unchanged"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the log filter is unchanged");
+                // Said once, as refused; not again as "needs a restart".
+                fresh.log = running.log.clone();
+            }
         }
     }
     let changed = changed_settings(running, &fresh);
@@ -440,8 +447,11 @@ fn changed_settings(a: &Settings, b: &Settings) -> Vec<String> {
         .collect()
 }
 
+/// How long the users file must be unchanged before a reload reads it.
+const USERS_FILE_SETTLE: Duration = Duration::from_secs(1);
+
 /// Reloads the users file when it changes, or at once when `now` is notified (SIGHUP); a
-/// broken edit keeps the previous users (and says so).
+/// broken edit, or one that would remove every user, keeps the previous users (and says so).
 async fn watch_users_file(state: State, path: std::path::PathBuf, now: Arc<tokio::sync::Notify>) {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);
@@ -453,11 +463,31 @@ async fn watch_users_file(state: State, path: std::path::PathBuf, now: Arc<tokio
             _ = tick.tick() => false,
             _ = now.notified() => true,
         };
-        let now = modified(&path);
+        let mut now = modified(&path);
         if now == seen && !forced {
             continue;
         }
+        // Load only a file left alone for USERS_FILE_SETTLE: an editor or a `>` redirect writes
+        // in pieces, and a piece taken for the whole file ends the sessions of every user it
+        // lacks (the attack on issue 13 emptied the file for 0.3 s and lost every session).
+        while let Some(age) = now.and_then(|t| t.elapsed().ok()) {
+            if age >= USERS_FILE_SETTLE {
+                break;
+            }
+            tokio::time::sleep(USERS_FILE_SETTLE - age).await;
+            now = modified(&path);
+        }
         match Directory::load(&path) {
+            Ok(directory) if directory.is_empty() && !state.login.directory().is_empty() => {
+                if reported != now {
+                    reported = now;
+                    tracing::error!(
+                        "the users file has no users: refusing to end every session (a file \
+                         emptied by mistake?); to remove users, delete their entries or set \
+                         `disabled = true`, keeping at least one entry"
+                    );
+                }
+            }
             Ok(directory) => match state.login.install(directory).await {
                 Ok(()) => {
                     seen = now;

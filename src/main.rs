@@ -14,6 +14,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Settings come from an optional TOML file and TESSERA_* environment variables (the
 /// environment wins); `tessera config check` prints the effective settings. See README.md.
+/// `println!` that ends the process quietly when its reader has gone (`tessera … | head`)
+/// instead of panicking with a backtrace; other write errors are reported on stderr.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("tessera: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "tessera",
@@ -185,12 +200,9 @@ fn main() -> ExitCode {
         Command::Sessions { command, config } => sessions(command, config),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "tessera",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut script);
+            println!("{}", String::from_utf8_lossy(&script).trim_end());
             Ok(())
         }
     };

@@ -10,7 +10,7 @@ static SET_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
 
 /// Installs the global subscriber once. `filter` is a tracing directive such as `info`.
 pub fn init(format: &str, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = parse_filter(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // Filter reloading goes last: the builder's formatter cannot change after it. (A macro:
     // the two builders are different types, and `try_init` is an inherent method.)
     macro_rules! install {
@@ -38,7 +38,7 @@ pub fn init(format: &str, filter: &str) {
 /// Replaces the log filter of the subscriber `init` installed. A directive that does not parse
 /// changes nothing and says why.
 pub fn set_filter(filter: &str) -> Result<(), String> {
-    let parsed = EnvFilter::try_new(filter).map_err(|e| format!("log = '{filter}': {e}"))?;
+    let parsed = parse_filter(filter)?;
     let set = SET_FILTER
         .get()
         .ok_or("no subscriber of Tessera's own is installed")?;
@@ -89,4 +89,39 @@ pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
         }
         handle
     })
+}
+
+/// The longest `log` directive accepted: far more than any real filter, and it bounds the work.
+pub const MAX_FILTER_LEN: usize = 4096;
+
+/// Parses a `log` directive with field values matched literally, never as regular expressions:
+/// a field regex is compiled into an automaton whose size can explode (a 60-character pattern
+/// took gigabytes and aborted a node on SIGHUP), and Tessera's own fields need no regex.
+pub fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
+    if filter.len() > MAX_FILTER_LEN {
+        return Err(format!(
+            "log: {} characters, at most {MAX_FILTER_LEN}",
+            filter.len()
+        ));
+    }
+    EnvFilter::builder()
+        .with_regex(false)
+        .parse(filter)
+        .map_err(|e| format!("log = '{filter}': {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_are_literal_and_long_filters_are_refused() {
+        // With regex matching this took gigabytes and aborted the process (the attack on
+        // issue 13); literal matching parses it at once.
+        let pattern = "[ab]*a".to_owned() + &"[ab]".repeat(22);
+        let filter = format!("info,[request{{request_id=~\"{pattern}\"}}]=debug");
+        assert!(parse_filter(&filter).is_ok());
+        assert!(parse_filter(&"info,".repeat(1000)).is_err());
+        assert!(parse_filter("info,tessera=debug").is_ok());
+    }
 }

@@ -301,6 +301,25 @@ impl Default for Settings {
 
 const LIST_KEYS: &[&str] = &["audiences", "regions", "allowed_origins", "trusted_proxies"];
 
+/// Refuses a config file that is not TOML, naming the line and column only: the parser's own
+/// message quotes the offending line, which may hold `admin_api_key` or `kek`.
+fn check_toml(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    if let Err(e) = toml::from_str::<toml::Table>(&text) {
+        let at = e.span().map_or(0, |span| span.start).min(text.len());
+        let before = text.get(..at).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        bail!(
+            "config file {} is not valid TOML at line {line}, column {column} (the line is not \
+             shown: it may hold a secret)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Defaults, then the file (if any), then `TESSERA_*` variables; then validation.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
@@ -309,6 +328,7 @@ impl Settings {
             if !path.exists() {
                 bail!("config file {} does not exist", path.display());
             }
+            check_toml(path)?;
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
         let mut env = config::Environment::with_prefix("TESSERA")

@@ -35,13 +35,26 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// A client's request id is kept when it is 1–64 characters of `A-Z a-z 0-9 . _ -` (what
-/// proxies and tracing systems send); anything else could forge log structure or carry a secret.
+/// A client's request id is kept when it is up to 31 characters of `A-Z a-z 0-9 . _ -`, a UUID,
+/// or 32 lowercase hex digits (a W3C trace id, nginx's `$request_id`), and not `tsr_…`.
+/// Anything else could forge log structure or carry a secret: Tessera's own credentials and
+/// secrets are `tsr_`-prefixed or 43+ characters, and were echoed and logged when the limit
+/// was 64 (the attack on issue 13).
 pub fn well_formed(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
+    let plain = |s: &str| {
+        s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let uuid = id.len() == 36
+        && id.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && hex(&id.to_ascii_lowercase().replace('-', ""));
+    let trace = id.len() == 32 && hex(id);
+    !id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("tsr_"))
+        && (((1..=31).contains(&id.len()) && plain(id)) || uuid || trace)
 }
 
 /// A short, one-way tag of a session id for logs: lines of one session can be grouped, and the
@@ -107,7 +120,7 @@ pub async fn access_log(
         span.in_scope(|| {
             tracing::info!(
                 target: "tessera::access",
-                method = %method,
+                method = method_label(&method),
                 route = %route,
                 status = status,
                 latency_us = latency.as_micros() as u64,
@@ -124,8 +137,24 @@ mod tests {
 
     #[test]
     fn only_plain_short_request_ids_are_kept() {
-        for id in ["a", "0f3c-88.ab_C", &"x".repeat(64)] {
+        for id in [
+            "a",
+            "0f3c-88.ab_C",
+            &"x".repeat(31),
+            "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ] {
             assert!(well_formed(id), "{id}");
+        }
+        // Secrets that fit the old 64-character rule (attack on issue 13).
+        for id in [
+            "q1Yb7lRkQmV0ZXN0LWtlay1ub3Qtc2VjcmV0LTEyMzQ", // a KEK or a session secret
+            "tsr_ak_abcdef",
+            "TSR_s_v1_eu_ab12_x",
+            "test-admin-key-0123456789abcdef0123456789",
+            &"g".repeat(32),
+        ] {
+            assert!(!well_formed(id), "{id}");
         }
         for id in [
             "",

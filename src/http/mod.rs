@@ -14,6 +14,7 @@ pub mod cookie;
 pub mod cors;
 pub mod credential;
 pub mod csrf;
+pub mod drain;
 pub mod fallback;
 pub mod feeds;
 pub mod guard;

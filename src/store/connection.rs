@@ -811,7 +811,16 @@ impl PerThread {
 /// The URL without its password, for log lines and error messages.
 pub fn redact_url(url: &str) -> String {
     match split_authority(url) {
+        // An `@` after the authority: a password with an unencoded `/`, `?` or `#` (common in
+        // `openssl rand -base64` output), or a hostile query. Which part is the host is then
+        // ambiguous, so neither credentials nor host are shown; the message says what to fix.
+        Some((scheme, _, _, tail)) if tail.contains('@') => format!(
+            "{scheme}://<hidden: an '@' follows the host; percent-encode '@', '/', '?' and '#' \
+             in a user name or password>"
+        ),
         Some((scheme, Some(_), hosts, rest)) => format!("{scheme}://<credentials>@{hosts}{rest}"),
+        // Not `scheme://…` at all: shown only when it cannot hold credentials.
+        None if url.contains('@') => "<a URL that does not parse, not shown>".to_owned(),
         _ => url.to_owned(),
     }
 }
@@ -834,6 +843,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn passwords_with_slashes_or_hashes_never_reach_messages() {
+        // Found by the attack on issue 13: the password was printed whole.
+        for url in [
+            "redis://:Ab/Cd+Ef=SECRETPW@127.0.0.1:6379",
+            "redis://:pa#SECRET@127.0.0.1:6379",
+            "rediss://u:pa?SECRET@cache:6380/0",
+            "redis+cluster://:x/SECRET@a:1,b:2",
+            ":SECRET@host",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("SECRET"), "{url} shown as {shown}");
+        }
+        assert!(redact_url("redis://:Ab/Cd+Ef=SECRETPW@127.0.0.1:6379").contains("percent-encode"));
+    }
+
+    #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(
             redact_url("redis://user:hunter2@db:6379/0"),
@@ -847,15 +872,20 @@ mod tests {
             redact_url("redis+cluster://:pw@a:1,b:2"),
             "redis+cluster://<credentials>@a:1,b:2"
         );
-        // An '@' after the authority is not where the credentials end (attack finding).
-        assert_eq!(
-            redact_url("redis://u:pw@10.9.9.9:6379/?x=@127.0.0.1"),
-            "redis://<credentials>@10.9.9.9:6379/?x=@127.0.0.1"
-        );
-        assert_eq!(
-            redact_url("redis://10.9.9.9:6379/#@localhost"),
-            "redis://10.9.9.9:6379/#@localhost"
-        );
+        // An '@' after the authority makes the host ambiguous: no host is shown, so none can
+        // mislead (attack findings of issues 12 and 13).
+        for url in [
+            "redis://u:pw@10.9.9.9:6379/?x=@127.0.0.1",
+            "redis://10.9.9.9:6379/#@localhost",
+        ] {
+            let shown = redact_url(url);
+            assert!(
+                !shown.contains("pw")
+                    && !shown.contains("127.0.0.1")
+                    && !shown.contains("localhost"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -158,3 +158,19 @@ async fn config_check_reports_each_regions_redis_and_fails_on_one_it_cannot_use(
         assert!(stderr.contains("Tessera cannot use: region "), "{stderr}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_cli_quietly() {
+    // `tessera completions bash | head -c 10` panicked with a backtrace (attack on issue 13).
+    let mut child = tessera_binary()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first write
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+}

@@ -114,3 +114,50 @@ fn every_toml_example_in_the_readme_loads() {
     }
     assert!(checked >= 2, "found {checked} examples");
 }
+
+#[test]
+fn a_file_that_is_not_toml_is_named_by_line_without_quoting_a_secret() {
+    // Found by the attack on issue 13: the parser's excerpt printed the admin key.
+    let path = std::env::temp_dir().join(format!("tessera-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "issuer = \"https://x\"\nadmin_api_key = \"ADMINKEY-SECRET-0123456789abcdef0123456789\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .args(["config", "check", "--offline", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(printed.contains("not valid TOML at line 2"), "{printed}");
+    assert!(!printed.contains("SECRET"), "{printed}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_password_with_a_slash_or_hash_is_never_printed() {
+    // Found by the attack on issue 13: such a URL was echoed whole in the error.
+    for url in [
+        "redis://:Ab/Cd+Ef=SECRETPW@127.0.0.1:6379",
+        "redis://:pa#SECRETPW@127.0.0.1:6379",
+        "redis://:pa?SECRETPW@127.0.0.1:6379",
+    ] {
+        let out = tessera()
+            .args(["config", "check", "--offline"])
+            .env("TESSERA_REDIS_URL", url)
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!printed.contains("SECRETPW"), "{url}: {printed}");
+    }
+}

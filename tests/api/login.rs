@@ -137,6 +137,40 @@ async fn a_disabled_user_cannot_log_in() {
     );
 }
 
+/// Found by the attack on issue 13: a users file caught empty or half-written (an editor, a `>`
+/// redirect) ended the sessions of every user it lacked, though it ended up unchanged.
+#[tokio::test]
+async fn a_users_file_caught_empty_or_half_written_ends_no_session() {
+    use std::io::Write;
+    let (_redis, app) = app_with_users(|_| {}).await;
+    let alice = TestApp::cookie_of(&app.login("alice", ALICE_PW).await);
+    let bob = bob_session(&app).await;
+    let path = app.settings.users_file.clone().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let alive = |cookie: String| {
+        let app = &app;
+        async move { app.get_session_with_cookie(&cookie).await.status() }
+    };
+
+    // Written in two pieces, 0.4 s apart, ending byte for byte as it was.
+    let cut = text.find("[[users]]\nid = \"u-bob\"").unwrap();
+    {
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(&text.as_bytes()[..cut]).unwrap();
+        file.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        file.write_all(&text.as_bytes()[cut..]).unwrap();
+    }
+    // Emptied, and left empty (a mistake): refused, the running users stay.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(alive(alice.clone()).await, 200, "alice's session survived");
+    assert_eq!(alive(bob.clone()).await, 200, "bob's session survived");
+    assert_eq!(app.login("alice", ALICE_PW).await.status(), 200);
+    std::fs::write(&path, &text).unwrap();
+}
+
 #[tokio::test]
 async fn editing_the_users_file_ends_that_users_sessions() {
     let (_redis, app) = app_with_users(|_| {}).await;

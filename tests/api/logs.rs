@@ -147,6 +147,23 @@ async fn a_full_flow_leaves_no_secret_in_the_logs_and_every_line_has_its_request
         .unwrap()
         .to_owned();
     assert!(made.len() == 32 && !made.contains("tsr_"), "{made}");
+    // A secret sent as the request id and a token sent as the method stay out of the logs
+    // (the attack on issue 13 found both logged).
+    let method = "XSECRETMETHOD0123456789";
+    keep(method.to_owned(), "custom method");
+    for (method, id) in [("GET", ADMIN_KEY), (method, "fine-id")] {
+        let answered = node
+            .client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}/v1/session", node.public),
+            )
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(answered.headers()["x-request-id"], ADMIN_KEY);
+    }
 
     // Mint, step-up (the token rotates), mint again.
     let minted: Value = node

@@ -74,6 +74,11 @@ async fn sigterm_drains_then_finishes_requests_in_flight_then_exits() {
         .await
         .unwrap();
     assert_eq!(served.status(), 200, "still serving while draining");
+    // Keep-alive clients are told to take their next request elsewhere (attack on issue 13).
+    assert_eq!(
+        served.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
 
     // The request that was in flight got its answer, not a reset connection.
     let answered = in_flight.await.unwrap();
