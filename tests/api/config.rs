@@ -2,6 +2,15 @@
 
 use std::process::Command;
 
+/// What the command wrote, stdout then stderr.
+fn everything_printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn tessera() -> Command {
     crate::helpers::tessera_binary()
 }
@@ -129,11 +138,7 @@ fn a_file_that_is_not_toml_is_named_by_line_without_quoting_a_secret() {
         .arg(&path)
         .output()
         .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = everything_printed(&out);
     assert!(!out.status.success());
     assert!(printed.contains("not valid TOML at line 2"), "{printed}");
     assert!(!printed.contains("SECRET"), "{printed}");
@@ -153,11 +158,7 @@ fn a_password_with_a_slash_or_hash_is_never_printed() {
             .env("TESSERA_REDIS_URL", url)
             .output()
             .unwrap();
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let printed = everything_printed(&out);
         assert!(!printed.contains("SECRETPW"), "{url}: {printed}");
     }
 }
