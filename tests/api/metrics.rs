@@ -92,8 +92,10 @@ async fn lifecycle_redis_feed_and_cache_series_count_what_happened() {
     let login = app.native_login().await;
     let r0 = login["refresh_token"].as_str().unwrap().to_owned();
 
-    // Refresh: one rotation, then the spent token again (reuse: the session ends).
+    // Refresh: one rotation, then the spent token again after the (zero) grace window: reuse,
+    // the session ends. (Within the same millisecond even a zero window is still open.)
     assert_eq!(app.refresh(&r0).await.status(), 200);
+    app.clock.advance(std::time::Duration::from_millis(1200));
     assert_eq!(
         error_code(app.refresh(&r0).await).await,
         (401, "refresh_token_reused".into())
