@@ -200,9 +200,7 @@ pub fn revocation_reason(reason: &str, actor: &str) -> &'static str {
         "created under an unknown users-file entry"
         | "the users file or a pushed revocation no longer lets it in"
         | "user removed from the users file" => "credentials_changed",
-        "erased" => "erased",
         _ if reason.starts_with("anomaly:") => "anomaly",
-        _ if reason.starts_with("users file entry changed") => "credentials_changed",
         _ if actor.starts_with("admin") => "admin",
         _ => "other",
     }
@@ -224,11 +222,10 @@ pub fn refresh(outcome: &'static str) {
     metrics::counter!("tessera_refreshes_total", "outcome" => outcome).increment(1);
 }
 
-/// One lookup in a verified-token cache.
-pub fn token_cache(hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
+/// The counter of a verified-token cache's lookups with `result` (`hit` or `miss`); the cache
+/// keeps the handle.
+pub fn token_cache_lookups(result: &'static str) -> metrics::Counter {
     metrics::counter!("tessera_verified_token_cache_lookups_total", "result" => result)
-        .increment(1);
 }
 
 /// One JWKS fetch by an embedded verifier.

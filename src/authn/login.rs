@@ -134,6 +134,7 @@ impl LoginService {
                 self.sessions.flush_revocations(&user.id.tag()).await;
             }
             if let FingerprintSync::Changed(n) = synced {
+                crate::meters::sessions_revoked("credentials_changed", n);
                 self.sessions
                     .audit(
                         AuditEvent::new(

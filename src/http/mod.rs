@@ -84,9 +84,7 @@ impl State {
         use crate::error::ApiError;
         let now = self.clock.now_ms();
         let leeway = self.settings.token_leeway_secs;
-        let cached = self.token_cache.get(token, now / 1000, leeway);
-        crate::meters::token_cache(cached.is_some());
-        let claims = match cached {
+        let claims = match self.token_cache.get(token, now / 1000, leeway) {
             Some(claims) => claims,
             None => {
                 let claims = self.issuer.validate(token, now / 1000).map_err(|e| {

@@ -13,7 +13,7 @@ pub async fn maxmemory_policy(redis: &crate::store::RedisConnections) -> anyhow:
             .query_async(&mut conn)
             .await
             .context("INFO memory failed")?;
-        policy = parse_policy(&info)
+        policy = info_field(&info, "maxmemory_policy")
             .ok_or_else(|| anyhow!("INFO memory has no maxmemory_policy line"))?;
         if policy != "noeviction" {
             break;
@@ -22,10 +22,11 @@ pub async fn maxmemory_policy(redis: &crate::store::RedisConnections) -> anyhow:
     Ok(policy)
 }
 
-fn parse_policy(info: &str) -> Option<String> {
+/// The value of `name` in `INFO` text (`name:value` lines).
+fn info_field(info: &str, name: &str) -> Option<String> {
     info.lines()
-        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-        .map(|p| p.trim().to_owned())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
 }
 
 /// Checks at start that the Redis user may touch Tessera's keys and run its scripts, so a
@@ -95,7 +96,10 @@ mod tests {
     #[test]
     fn reads_the_policy_line() {
         let info = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\n";
-        assert_eq!(parse_policy(info).as_deref(), Some("allkeys-lru"));
+        assert_eq!(
+            info_field(info, "maxmemory_policy").as_deref(),
+            Some("allkeys-lru")
+        );
         assert!(check_policy("allkeys-lru")
             .unwrap_err()
             .to_string()
@@ -121,12 +125,7 @@ impl NodeReport {
     /// Parses the sections of `INFO server`, `INFO memory`, `INFO persistence` and
     /// `INFO replication` (one text or several).
     pub fn parse(info: &str) -> Self {
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
+        let field = |name: &str| info_field(info, name).unwrap_or_default();
         Self {
             version: field("redis_version"),
             maxmemory_policy: field("maxmemory_policy"),

@@ -13,6 +13,10 @@ type Entries = HashMap<Box<str>, (Arc<AccessClaims>, Box<str>)>;
 pub struct VerifiedCache {
     capacity: usize,
     entries: Mutex<Entries>,
+    /// `tessera_verified_token_cache_lookups_total{result}`, made once: a lookup is on every
+    /// access-token check, so it must not search the metrics registry each time.
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl VerifiedCache {
@@ -20,6 +24,8 @@ impl VerifiedCache {
         Self {
             capacity,
             entries: Mutex::new(HashMap::new()),
+            hits: crate::meters::token_cache_lookups("hit"),
+            misses: crate::meters::token_cache_lookups("miss"),
         }
     }
 
@@ -27,8 +33,15 @@ impl VerifiedCache {
     /// Shared, so a hit costs a lookup and a reference count, not a copy of every claim.
     pub fn get(&self, token: &str, now_secs: i64, leeway_secs: i64) -> Option<Arc<AccessClaims>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (claims, _) = entries.get(token)?;
-        (now_secs < claims.exp.saturating_add(leeway_secs)).then(|| claims.clone())
+        let found = entries
+            .get(token)
+            .filter(|(claims, _)| now_secs < claims.exp.saturating_add(leeway_secs))
+            .map(|(claims, _)| claims.clone());
+        match found {
+            Some(_) => self.hits.increment(1),
+            None => self.misses.increment(1),
+        }
+        found
     }
 
     pub fn insert(&self, token: &str, kid: &str, claims: Arc<AccessClaims>, now_secs: i64) {

@@ -214,9 +214,7 @@ impl Verifier {
     fn cached(&self, token: &str, now: i64) -> Option<AccessClaims> {
         // An expired token misses and falls through to the full check, which says so.
         let leeway = self.inner.config.validation.leeway_secs;
-        let hit = self.inner.cache.get(token, now / 1000, leeway);
-        crate::meters::token_cache(hit.is_some());
-        let hit = hit?;
+        let hit = self.inner.cache.get(token, now / 1000, leeway)?;
         self.inner.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         Some(AccessClaims::clone(&hit))
     }

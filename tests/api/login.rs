@@ -203,6 +203,13 @@ async fn editing_the_users_file_ends_that_users_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(dead, "alice's session ended after her entry changed");
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tessera_sessions_revoked_total{reason=\"credentials_changed\"}")
+        ),
+        "the revocation is counted"
+    );
     assert_eq!(
         app.get_session_with_cookie(&bob).await.status(),
         200,
