@@ -212,6 +212,15 @@ impl Application {
                     .sweep(Duration::from_secs(settings.outbox_sweep_secs.max(1))),
             ));
             background.push(tokio::spawn(link.feed.clone().heartbeat()));
+            if let Some(cache) = &link.cache {
+                let tracker = store::tracking::Tracker::new(
+                    cache.clone(),
+                    link.redis.clone(),
+                    layout.all_sessions_prefix(),
+                    Duration::from_millis(settings.redis_command_timeout_ms),
+                );
+                background.push(tokio::spawn(tracker.run()));
+            }
         }
         background.push(tokio::spawn(regional.clone().deliver_pending()));
         let users_reload = Arc::new(tokio::sync::Notify::new());
@@ -640,6 +649,9 @@ async fn connect_regions(
         let shared = regions.len() > 1;
         // One side connection per Redis for every `WAIT` (it blocks the connection it is on).
         let confirm = redis.confirmer(&redis_settings, &settings.key_prefix)?;
+        let cache = (settings.session_cache_entries > 0).then(|| {
+            store::near_cache::NearCache::new(settings.session_cache_entries, name.as_str())
+        });
         let store = RedisSessionStore::new(
             redis.per_thread(),
             layout.clone(),
@@ -648,7 +660,8 @@ async fn connect_regions(
         )
         .with_revocation_ttl(retention_ms)
         .with_longest_session(settings.longest_session_ms())
-        .with_confirmer(confirm.clone());
+        .with_confirmer(confirm.clone())
+        .with_cache(cache.clone());
         let feed = crate::store::revocations::RedisFeed::new(
             &redis,
             layout.clone(),
@@ -664,6 +677,7 @@ async fn connect_regions(
             redis,
             store,
             feed,
+            cache,
         });
     }
     let pending = store::pending::Pending::new(

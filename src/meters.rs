@@ -94,6 +94,31 @@ pub const SERIES: &[(&str, Kind, &str)] = &[
         "Access-token checks, by whether the verified-token cache held the token (hit or miss)",
     ),
     (
+        "tessera_session_cache_lookups_total",
+        Kind::Counter,
+        "Low-risk session reads, by region and whether the near cache held the record (hit or miss)",
+    ),
+    (
+        "tessera_session_cache_invalidations_total",
+        Kind::Counter,
+        "Session keys dropped from the near cache: Redis reported them changed, or this node wrote them",
+    ),
+    (
+        "tessera_session_cache_flushes_total",
+        Kind::Counter,
+        "Times the near cache was emptied (tracking connection lost or started, Redis flushed)",
+    ),
+    (
+        "tessera_session_cache_entries",
+        Kind::Gauge,
+        "Session records the near cache holds, by region",
+    ),
+    (
+        "tessera_session_cache_bytes",
+        Kind::Gauge,
+        "Memory the near cache's entries hold, by region (estimated from their sizes)",
+    ),
+    (
         "tessera_jwks_fetches_total",
         Kind::Counter,
         "JWKS fetches by an embedded verifier, by outcome",

@@ -215,6 +215,9 @@ pub struct Settings {
     /// How long verifiers may cache the JWKS (its `max-age`); a rotated key is published this
     /// long before it signs.
     pub jwks_cache_secs: i64,
+    /// Session records the near cache keeps per region Redis, for the low-risk read (0: off).
+    /// Kept coherent by Redis tracking; see the README's "Near cache".
+    pub session_cache_entries: usize,
     /// Rotate the signing key automatically this often (days; unset: only on demand).
     pub key_rotation_days: Option<u32>,
     /// With a stale feed, refuse access tokens (503) instead of accepting them unchecked.
@@ -289,6 +292,7 @@ impl Default for Settings {
             anomaly_ipv6_prefix: 48,
             revocation_max_staleness_secs: 10,
             jwks_cache_secs: 300,
+            session_cache_entries: 100_000,
             native_idle_timeout_secs: 7 * 24 * 3600,
             native_absolute_timeout_secs: 30 * 24 * 3600,
             refresh_grace_secs: 10,
@@ -477,6 +481,12 @@ impl Settings {
             return Err(bad(
                 "native_absolute_timeout_secs",
                 "native timeouts must be positive and absolute >= idle",
+            ));
+        }
+        if self.session_cache_entries > 10_000_000 {
+            return Err(bad(
+                "session_cache_entries",
+                "must be at most 10000000 (about 6 GB); 0 turns the near cache off",
             ));
         }
         if !(0..=86_400).contains(&self.jwks_cache_secs) {

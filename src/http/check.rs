@@ -103,7 +103,11 @@ async fn decide(
         }
     }
     let now = state.clock.now_ms();
-    let (_, session) = state.guard.session(req, now).await?;
+    let (_, session) = if high {
+        state.guard.session(req, now).await?
+    } else {
+        state.guard.session_low_risk(req, now).await?
+    };
     if high {
         let acr = match query.acr.as_deref() {
             None | Some("mfa") => Acr::Mfa,

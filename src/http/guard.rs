@@ -102,7 +102,17 @@ impl SessionGuard {
         req: &HttpRequest,
         now: UnixMillis,
     ) -> Result<(Presented, Session), ApiError> {
-        self.load(req, now, true).await
+        self.load(req, now, true, false).await
+    }
+
+    /// `session` for a low-risk read (`GET /v1/session`, forward auth at `risk=low`): the
+    /// record may come from the node's near cache. Never for a write or a high-risk route.
+    pub async fn session_low_risk(
+        &self,
+        req: &HttpRequest,
+        now: UnixMillis,
+    ) -> Result<(Presented, Session), ApiError> {
+        self.load(req, now, true, true).await
     }
 
     /// `session` for a request that only *ends* sessions (logout, kills): allowed even while
@@ -113,7 +123,7 @@ impl SessionGuard {
         req: &HttpRequest,
         now: UnixMillis,
     ) -> Result<(Presented, Session), ApiError> {
-        match self.load(req, now, false).await {
+        match self.load(req, now, false, false).await {
             // A retry after a 503 finds the session already gone on the primary: that answer
             // is final only once the replicas have it too.
             Err(e) if e.code() == "invalid_session" => {
@@ -132,6 +142,7 @@ impl SessionGuard {
         req: &HttpRequest,
         now: UnixMillis,
         refuse_while_evicting: bool,
+        low_risk: bool,
     ) -> Result<(Presented, Session), ApiError> {
         let presented =
             presented_session(req, &self.regions, self.cookie_name)?.ok_or_else(|| {
@@ -150,7 +161,13 @@ impl SessionGuard {
                 "Redis maxmemory-policy is not noeviction",
             ));
         }
-        let mut session = self.service.authenticate(presented.token(), now).await?;
+        let mut session = if low_risk && !unsafe_method {
+            self.service
+                .authenticate_low_risk(presented.token(), now)
+                .await?
+        } else {
+            self.service.authenticate(presented.token(), now).await?
+        };
         super::access_log::record_session(session.id.as_str());
         let ip = super::client_ip::client_ip(req, &self.trusted_proxies);
         let ua = req

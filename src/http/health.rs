@@ -29,6 +29,20 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
     if let Err(e) = &redis {
         tracing::warn!(error = %format!("{e:#}"), "readiness: Redis unreachable");
     }
+    // Informational: an untrusted cache only sends the low-risk read to Redis.
+    let caches: Vec<_> = state
+        .regional
+        .links()
+        .iter()
+        .filter_map(|l| l.cache.as_ref())
+        .collect();
+    let near_cache = if caches.is_empty() {
+        "off"
+    } else if caches.iter().all(|c| c.is_trusted()) {
+        "tracking"
+    } else {
+        "connecting"
+    };
     let body = serde_json::json!({
         "status": if draining { "draining" } else if ready { "ready" } else { "unavailable" },
         "region": state.settings.region,
@@ -38,6 +52,7 @@ pub async fn readyz(state: web::Data<State>) -> HttpResponse {
         "revocation_feed": if feed_ok { "ok" } else { "stale" },
         "revocation_feed_staleness_ms": (staleness != i64::MAX).then_some(staleness),
         "revocation_feeds_staleness_ms": feeds,
+        "near_cache": near_cache,
     });
     let mut response = if ready {
         HttpResponse::Ok()

@@ -42,7 +42,9 @@ struct CurrentSession<'a> {
 
 /// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
 pub async fn current(req: HttpRequest, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
-    let (presented, session) = authenticated(&req, &state)
+    let (presented, session) = state
+        .guard
+        .session_low_risk(&req, state.clock.now_ms())
         .await
         .map_err(|e| clear_dead_cookie(&req, e))?;
     let csrf = presented

@@ -123,6 +123,12 @@ pub trait SessionStore: Send + Sync {
     /// The stored record, or `None` when there is no such live session.
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// `load` for a low-risk read, which may be answered from this node's near cache (kept
+    /// coherent with Redis; see `store::near_cache`). Never for a write or a high-risk check.
+    async fn load_cached(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.load(id).await
+    }
+
     /// Moves the idle deadline, only if the session still exists with this secret hash
     /// (no write may resurrect a deleted session). `false` when it is gone.
     async fn renew(

@@ -329,6 +329,8 @@ enum Opener {
     Single {
         client: Box<redis::Client>,
         config: ConnectionManagerConfig,
+        url: String,
+        settings: Box<RedisSettings>,
     },
     Cluster {
         seeds: Vec<String>,
@@ -501,6 +503,8 @@ impl RedisConnections {
                     opener: Opener::Single {
                         client: Box::new(client),
                         config,
+                        url,
+                        settings: Box::new(settings.clone()),
                     },
                     pool: Pool::Single(pool),
                 })
@@ -567,7 +571,7 @@ impl RedisConnections {
     pub async fn dedicated(&self, block: Duration) -> anyhow::Result<Conn> {
         let response = block + Duration::from_secs(2);
         match &self.opener {
-            Opener::Single { client, config } => {
+            Opener::Single { client, config, .. } => {
                 let config = config.clone().set_response_timeout(Some(response));
                 Ok(Conn::new(
                     Link::Single(
@@ -595,7 +599,7 @@ impl RedisConnections {
     /// for commands that block the connection they are sent on (`WAIT`).
     pub fn side(&self, response: Duration) -> anyhow::Result<Conn> {
         match &self.opener {
-            Opener::Single { client, config } => {
+            Opener::Single { client, config, .. } => {
                 let config = config.clone().set_response_timeout(Some(response));
                 Ok(Conn::new(
                     Link::Single(
@@ -634,6 +638,68 @@ impl RedisConnections {
             settings.wait_timeout,
             prefix,
         )))
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.opener, Opener::Cluster { .. })
+    }
+
+    /// The URL of every server whose writes a tracking connection must hear: the server, or
+    /// every primary of the cluster (its seed's URL with the primary's address), sorted.
+    pub async fn tracked_nodes(&self) -> anyhow::Result<Vec<String>> {
+        match &self.opener {
+            Opener::Single { url, .. } => Ok(vec![url.clone()]),
+            Opener::Cluster { seeds, .. } => {
+                let Link::Cluster(cluster, _) = &self.conn.link else {
+                    return Err(anyhow!("a cluster opener without a cluster connection"));
+                };
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut cluster.clone())
+                    .await
+                    .context("CLUSTER NODES failed")?;
+                let primaries = tracked_primaries(&nodes);
+                // In plain text every node the tracker authenticates to must be on this machine.
+                if seeds.iter().any(|s| s.starts_with("redis://")) {
+                    all_on_this_machine(&primaries)?;
+                }
+                let mut urls = primaries
+                    .into_iter()
+                    .map(|(host, port)| node_url(&seeds[0], &host, port))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                if urls.is_empty() {
+                    return Err(anyhow!("CLUSTER NODES lists no primary"));
+                }
+                urls.sort();
+                Ok(urls)
+            }
+        }
+    }
+
+    /// A RESP3 connection to `url` (one of `tracked_nodes`) that hands every push message
+    /// (invalidations, and the library's own notice of a dropped connection) to `push`.
+    pub async fn push_connection(
+        &self,
+        url: &str,
+        push: impl redis::aio::AsyncPushSender,
+        timeout: Duration,
+    ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let settings = match &self.opener {
+            Opener::Single { settings, .. } => settings,
+            Opener::Cluster { settings, .. } => settings,
+        };
+        let mut resp3 = url::Url::parse(url).context("the Redis URL is not valid")?;
+        resp3.query_pairs_mut().append_pair("protocol", "resp3");
+        let client = single_client(resp3.as_str(), settings)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(timeout))
+            .set_push_sender(push);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .with_context(|| format!("cannot open a tracking connection to {}", redact_url(url)))
     }
 
     /// Every primary, each as its own connection: `SCAN` and `INFO` answer for one node only,
@@ -688,6 +754,17 @@ fn all_on_this_machine(primaries: &[(String, u16)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `seed` with its host and port replaced: a cluster node reached with the seed's scheme,
+/// credentials and options.
+fn node_url(seed: &str, host: &str, port: u16) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(seed).context("the Redis Cluster URL is not valid")?;
+    url.set_host(Some(&bracketed(host)))
+        .map_err(|e| anyhow!("the cluster announces a node at {host}: {e}"))?;
+    url.set_port(Some(port))
+        .map_err(|()| anyhow!("the cluster URL takes no port"))?;
+    Ok(url.to_string())
+}
+
 /// An IPv6 address in brackets, as a URL wants it.
 fn bracketed(host: &str) -> String {
     if host.contains(':') {
@@ -697,23 +774,50 @@ fn bracketed(host: &str) -> String {
     }
 }
 
-/// `host:port` of every connected primary that serves slots, from `CLUSTER NODES`
-/// (`<id> <ip:port@cport[,hostname]> <flags> <primary> … <slots…>`).
-fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            let serves = fields.len() > 8;
-            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") || !serves {
-                return None;
-            }
-            let addr = fields.get(1)?.split(['@', ',']).next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
-        })
+/// `host:port` of every primary a tracker must hear, from `CLUSTER NODES`: any master not
+/// agreed to have failed. A master only suspected by the node asked (`fail?`) may still take
+/// writes, and one without slots yet may be importing some; missing either would let writes
+/// go unheard, while tracking one too many costs only a connection.
+fn tracked_primaries(nodes: &str) -> Vec<(String, u16)> {
+    masters(nodes)
+        .filter(|m| !m.flags.split(',').any(|f| f == "fail" || f == "noaddr"))
+        .map(|m| m.addr)
         .collect()
+}
+
+/// `host:port` of every connected primary that serves slots, from `CLUSTER NODES`.
+fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
+    masters(nodes)
+        .filter(|m| m.serves && !m.flags.contains("fail"))
+        .map(|m| m.addr)
+        .collect()
+}
+
+/// One master line of `CLUSTER NODES`.
+struct Master<'a> {
+    flags: &'a str,
+    /// It lists slots.
+    serves: bool,
+    addr: (String, u16),
+}
+
+/// The masters of `CLUSTER NODES`
+/// (`<id> <ip:port@cport[,hostname]> <flags> <primary> … <slots…>`).
+fn masters(nodes: &str) -> impl Iterator<Item = Master<'_>> {
+    nodes.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = *fields.get(2)?;
+        if !flags.split(',').any(|f| f == "master") {
+            return None;
+        }
+        let addr = fields.get(1)?.split(['@', ',']).next()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        Some(Master {
+            flags,
+            serves: fields.len() > 8,
+            addr: (host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?),
+        })
+    })
 }
 
 /// Every multiplexed connection a node opened, so one task can keep them all awake.
@@ -788,7 +892,7 @@ impl PerThread {
 
     /// This thread's connection (a cheap clone of a handle).
     pub fn get(&self) -> Conn {
-        let Opener::Single { client, config } = &self.opener else {
+        let Opener::Single { client, config, .. } = &self.opener else {
             return self.fallback.clone();
         };
         LOCAL.with(|local| {
@@ -981,5 +1085,28 @@ f6 127.0.0.1:7006@17006 master - 0 0 6 connected
                 ("127.0.0.1".to_owned(), 7003)
             ]
         );
+    }
+
+    #[test]
+    fn trackers_hear_suspected_and_slotless_primaries_too() {
+        // Found by the review of the near cache: a primary one node only suspects (`fail?`)
+        // still takes writes, and one without slots may be importing some.
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master,fail? - 0 0 2 connected 5461-10922
+d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+e5 127.0.0.1:7005@17005 master,fail - 0 0 5 disconnected 1-2
+f6 127.0.0.1:7006@17006 master - 0 0 6 connected
+";
+        assert_eq!(
+            tracked_primaries(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002),
+                ("127.0.0.1".to_owned(), 7006)
+            ]
+        );
+        let away = "a1 10.0.0.5:7001@17001 master - 0 0 1 connected 0-16383\n";
+        assert!(all_on_this_machine(&tracked_primaries(away)).is_err());
     }
 }

@@ -21,6 +21,11 @@ impl KeyLayout {
         format!("{}{}", self.session_prefix(id.tag()), id)
     }
 
+    /// `tsr:s:`: prefix of every session key (what a near cache's tracking listens to).
+    pub fn all_sessions_prefix(&self) -> String {
+        format!("{}:s:", self.prefix)
+    }
+
     /// `tsr:s:{tag}:`: prefix of every session key of the users with this tag.
     pub fn session_prefix(&self, tag: &str) -> String {
         format!("{}:s:{{{tag}}}:", self.prefix)

@@ -12,11 +12,13 @@ pub mod health;
 pub mod keyring;
 pub mod keys;
 pub mod memory;
+pub mod near_cache;
 pub mod pending;
 pub mod record;
 pub mod regional;
 pub mod revocations;
 pub mod sessions;
+pub mod tracking;
 pub mod ua_codes;
 
 pub use connection::{PerThread, RedisConnections, RedisSettings};

@@ -45,6 +45,8 @@ pub struct RegionLink {
     pub redis: RedisConnections,
     pub store: RedisSessionStore,
     pub feed: RedisFeed,
+    /// This Redis's near cache (`session_cache_entries` > 0), kept coherent by a tracker.
+    pub cache: Option<super::near_cache::NearCache>,
 }
 
 /// Every region, the home region first.
@@ -464,6 +466,10 @@ impl SessionStore for RegionalStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         self.of(id)?.load(id).await
+    }
+
+    async fn load_cached(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.of(id)?.load_cached(id).await
     }
 
     async fn renew(

@@ -81,6 +81,8 @@ pub struct RedisSessionStore {
     clock: SharedClock,
     /// Replicas must confirm every revocation before it is answered (`redis_wait_replicas`).
     confirm: Option<super::durable::Confirmer>,
+    /// Session records this node has read, for the low-risk read (`load_cached`).
+    cache: Option<super::near_cache::NearCache>,
 }
 
 impl RedisSessionStore {
@@ -98,7 +100,35 @@ impl RedisSessionStore {
             longest_session_ms: 30 * 86_400_000,
             clock,
             confirm: None,
+            cache: None,
         }
+    }
+
+    /// Serves `load_cached` from `cache` (kept coherent by a `tracking::Tracker`).
+    pub fn with_cache(mut self, cache: Option<super::near_cache::NearCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Drops this node's cached copy of a session it is writing: the node that answers a
+    /// change never serves the record from before it, whatever its tracking connection does.
+    fn forget(&self, id: &SessionId) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(self.keys.session(id).as_bytes());
+        }
+    }
+
+    async fn read(&self, key: &str, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let raw: Option<Vec<u8>> = self.conn().get(key).await.map_err(store_error)?;
+        // A value that is not a record (corrupt, or written by something else) is no session:
+        // refused like a missing one (401), never a 500; it expires with its TTL.
+        Ok(raw.and_then(|raw| match Self::decode(&raw) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "undecodable session record; treated as no session");
+                None
+            }
+        }))
     }
 
     pub fn with_confirmer(mut self, confirm: Option<super::durable::Confirmer>) -> Self {
@@ -216,6 +246,11 @@ impl SessionStore for RedisSessionStore {
                 let (orphans, evicted): (Vec<_>, Vec<_>) =
                     ended.into_iter().partition(|id| id.starts_with('?'));
                 let version_moved = orphans.iter().any(|id| id == "?");
+                for ended in evicted.iter().chain(&orphans) {
+                    if let Ok(id) = SessionId::parse(ended.trim_start_matches('?'), &self.regions) {
+                        self.forget(&id);
+                    }
+                }
                 Ok(Created {
                     credential_version: version,
                     version_moved,
@@ -235,20 +270,35 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<Vec<u8>> = self
-            .conn()
-            .get(self.keys.session(id))
-            .await
-            .map_err(store_error)?;
-        // A value that is not a record (corrupt, or written by something else) is no session:
-        // refused like a missing one (401), never a 500; it expires with its TTL.
-        Ok(raw.and_then(|raw| match Self::decode(&raw) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                tracing::error!(session = %id, error = %e, "undecodable session record; treated as no session");
-                None
+        self.read(&self.keys.session(id), id).await
+    }
+
+    async fn load_cached(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        use super::near_cache::Lookup;
+        let Some(cache) = &self.cache else {
+            return self.load(id).await;
+        };
+        let key = self.keys.session(id);
+        match cache.lookup(&key) {
+            Lookup::Hit(record) => Ok(Some(SessionRecord::clone(&record))),
+            Lookup::Miss(ticket) => {
+                let record = match self.read(&key, id).await {
+                    Ok(record) => record,
+                    Err(e) => {
+                        if let Some(ticket) = ticket {
+                            cache.cancel(&key, ticket);
+                        }
+                        return Err(e);
+                    }
+                };
+                match (ticket, &record) {
+                    (Some(ticket), Some(record)) => cache.fill(&key, ticket, record),
+                    (Some(ticket), None) => cache.cancel(&key, ticket),
+                    (None, _) => {}
+                }
+                Ok(record)
             }
-        }))
+        }
     }
 
     async fn renew(
@@ -260,7 +310,7 @@ impl SessionStore for RedisSessionStore {
         idle_expires_at: UnixMillis,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done: i64 = RENEW
+        let reply = RENEW
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
             .key(self.keys.credential_version(user))
@@ -269,22 +319,24 @@ impl SessionStore for RedisSessionStore {
             .arg(idle_expires_at)
             .arg(ttl_ms)
             .arg(id.as_str())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<i64>(&mut self.conn())
+            .await;
+        self.forget(id);
+        let done = reply.map_err(store_error)?;
         Ok(done == 1)
     }
 
     async fn revoke(&self, id: &SessionId, user: &UserId) -> Result<bool, StoreError> {
-        let n: i64 = REVOKE
+        let reply = REVOKE
             .key(self.keys.session(id))
             .key(self.keys.user_index(user))
             .key(self.keys.outbox(id.tag()))
             .arg(id.as_str())
             .arg(self.until())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<i64>(&mut self.conn())
+            .await;
+        self.forget(id);
+        let n = reply.map_err(store_error)?;
         self.confirmed(&self.keys.session(id)).await?;
         Ok(n > 0)
     }
@@ -386,20 +438,21 @@ impl SessionStore for RedisSessionStore {
             Some((at, acr)) => (at.to_string(), acr.as_str()),
             None => (String::new(), ""),
         };
-        let done: i64 = ROTATE
+        let reply = ROTATE
             .key(self.keys.session(id))
             .arg(old_hash.to_base64())
             .arg(new_hash.to_base64())
             .arg(at)
             .arg(acr)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<i64>(&mut self.conn())
+            .await;
+        self.forget(id);
+        let done = reply.map_err(store_error)?;
         Ok(done == 1)
     }
 
     async fn refresh(&self, r: RefreshRequest<'_>) -> Result<RefreshOutcome, StoreError> {
-        let reply: Vec<Vec<u8>> = REFRESH
+        let reply = REFRESH
             .key(self.keys.session(r.id))
             .key(self.keys.outbox(r.id.tag()))
             .arg(r.presented_hash.to_base64())
@@ -411,9 +464,10 @@ impl SessionStore for RedisSessionStore {
             .arg(self.keys.user_index_prefix(r.id.tag()))
             .arg(self.until())
             .arg(self.keys.credential_version_prefix(r.id.tag()))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<Vec<Vec<u8>>>(&mut self.conn())
+            .await;
+        self.forget(r.id);
+        let reply = reply.map_err(store_error)?;
         // Every part but a record is text.
         let text = |i: usize| reply.get(i).and_then(|v| std::str::from_utf8(v).ok());
         if !matches!(text(0), Some("rotated" | "grace" | "mismatch")) {
@@ -444,16 +498,17 @@ impl SessionStore for RedisSessionStore {
         id: &SessionId,
         presented_hash: &SecretHash,
     ) -> Result<RefreshRevocation, StoreError> {
-        let reply: Vec<String> = REVOKE_REFRESH
+        let reply = REVOKE_REFRESH
             .key(self.keys.session(id))
             .key(self.keys.outbox(id.tag()))
             .arg(presented_hash.to_base64())
             .arg(id.as_str())
             .arg(self.keys.user_index_prefix(id.tag()))
             .arg(self.until())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<Vec<String>>(&mut self.conn())
+            .await;
+        self.forget(id);
+        let reply = reply.map_err(store_error)?;
         self.confirmed(&self.keys.session(id)).await?;
         let user = |i: usize| reply.get(i).and_then(|u| UserId::parse(u).ok());
         Ok(match reply.first().map(String::as_str) {
@@ -476,12 +531,13 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn mark_anomaly(&self, id: &SessionId, now: UnixMillis) -> Result<bool, StoreError> {
-        let n: i64 = ANOMALY
+        let reply = ANOMALY
             .key(self.keys.session(id))
             .arg(now)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .invoke_async::<i64>(&mut self.conn())
+            .await;
+        self.forget(id);
+        let n = reply.map_err(store_error)?;
         Ok(n == 1)
     }
 

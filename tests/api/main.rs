@@ -21,6 +21,7 @@ mod lifecycle;
 mod login;
 mod logs;
 mod metrics;
+mod near_cache;
 mod network;
 mod nginx;
 mod oauth;

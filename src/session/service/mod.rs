@@ -32,6 +32,13 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+/// Where a session check reads the record.
+#[derive(Clone, Copy)]
+enum Read {
+    Redis,
+    NearCache,
+}
+
 /// Creates, authenticates and ends sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionService {
@@ -286,11 +293,31 @@ impl SessionService {
         token: &SessionToken,
         now: UnixMillis,
     ) -> Result<Session, AuthError> {
-        let record = self
-            .store
-            .load(token.id())
-            .await?
-            .ok_or(AuthError::NoSession)?;
+        self.authenticate_from(token, now, Read::Redis).await
+    }
+
+    /// `authenticate` for a low-risk read: the record may come from this node's near cache.
+    /// Everything else is as in `authenticate` (secret, users file, pushed revocations, idle
+    /// and absolute deadlines, renewal in Redis).
+    pub async fn authenticate_low_risk(
+        &self,
+        token: &SessionToken,
+        now: UnixMillis,
+    ) -> Result<Session, AuthError> {
+        self.authenticate_from(token, now, Read::NearCache).await
+    }
+
+    async fn authenticate_from(
+        &self,
+        token: &SessionToken,
+        now: UnixMillis,
+        read: Read,
+    ) -> Result<Session, AuthError> {
+        let record = match read {
+            Read::Redis => self.store.load(token.id()).await?,
+            Read::NearCache => self.store.load_cached(token.id()).await?,
+        }
+        .ok_or(AuthError::NoSession)?;
         let user = record.user_id.clone();
         let stored = record.secret_hash.clone();
         // The hash comparison is constant time; the tag check only guards against a record that
