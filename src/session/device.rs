@@ -87,8 +87,10 @@ impl AnomalyRules {
                 return Some("ip network changed");
             }
         }
+        // (The same string is the same family: the common case skips both summaries.)
         if !stored_ua.is_empty()
             && !ua.is_empty()
+            && stored_ua != ua
             && device_summary(stored_ua) != device_summary(ua)
         {
             return Some("user agent family changed");

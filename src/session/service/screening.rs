@@ -15,6 +15,9 @@ impl SessionService {
         ua: &str,
         now: UnixMillis,
     ) -> Result<(), AuthError> {
+        if session.record.anomaly_at != 0 {
+            return Ok(()); // already seen and audited; the policy applies via `anomaly_at`
+        }
         // Compared as it would be stored: a user agent longer than the stored limit must not
         // look like another browser because only its stored copy was clipped. (Clipped only
         // when clipping changes it: this runs on every session check.)
@@ -28,9 +31,6 @@ impl SessionService {
         let Some(reason) = rules.detect(&session.record.ip, &session.record.ua, ip, ua) else {
             return Ok(());
         };
-        if session.record.anomaly_at != 0 {
-            return Ok(()); // already seen and audited; the policy applies via `anomaly_at`
-        }
         if !self.store.mark_anomaly(&session.id, now).await? {
             return Ok(());
         }
