@@ -72,6 +72,37 @@ pub fn record_session(id: &str) {
     }
 }
 
+/// Handles of one route template, by method and status.
+type ByOutcome = std::collections::HashMap<(&'static str, u16), metrics::Histogram>;
+
+thread_local! {
+    /// This thread's handles of `tessera_http_request_duration_seconds`, by route template,
+    /// then method and status: the label strings and the registry's lookup are paid once per
+    /// series and worker thread instead of on every request. Bounded like the series.
+    static DURATIONS: std::cell::RefCell<std::collections::HashMap<String, ByOutcome>> =
+        Default::default();
+}
+
+fn duration_histogram(route: &str, method: &'static str, status: u16) -> metrics::Histogram {
+    DURATIONS.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        if let Some(h) = handles.get(route).and_then(|m| m.get(&(method, status))) {
+            return h.clone();
+        }
+        let h = metrics::histogram!(
+            "tessera_http_request_duration_seconds",
+            "route" => route.to_owned(),
+            "method" => method,
+            "status" => status.to_string(),
+        );
+        handles
+            .entry(route.to_owned())
+            .or_default()
+            .insert((method, status), h.clone());
+        h
+    })
+}
+
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -113,13 +144,7 @@ pub async fn access_log(
     let latency = started.elapsed();
     // Labels are the route template, the method and the status class, never a raw path or an
     // id: the series stay as few as the routes (metrics::every_route_label_is_a_template).
-    metrics::histogram!(
-        "tessera_http_request_duration_seconds",
-        "route" => route.clone(),
-        "method" => method_label(&method),
-        "status" => status.to_string(),
-    )
-    .record(latency.as_secs_f64());
+    duration_histogram(&route, method_label(&method), status).record(latency.as_secs_f64());
     if tracing::enabled!(target: "tessera::access", tracing::Level::INFO) {
         span.in_scope(|| {
             tracing::info!(
