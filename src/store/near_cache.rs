@@ -325,11 +325,16 @@ mod tests {
         cache
     }
 
-    fn fill(cache: &NearCache, key: &str) {
+    /// The ticket of a miss on `key` (the test fails on a hit or an untrusted miss).
+    fn ticket(cache: &NearCache, key: &str) -> Ticket {
         let Lookup::Miss(Some(ticket)) = cache.lookup(key) else {
             panic!("expected a miss with a ticket")
         };
-        cache.fill(key, ticket, &test_record("u1"));
+        ticket
+    }
+
+    fn fill(cache: &NearCache, key: &str) {
+        cache.fill(key, ticket(cache, key), &test_record("u1"));
     }
 
     #[test]
@@ -344,9 +349,7 @@ mod tests {
     #[test]
     fn an_answer_is_not_kept_when_its_key_changed_while_it_was_read() {
         let cache = trusted(100);
-        let Lookup::Miss(Some(ticket)) = cache.lookup("k1") else {
-            panic!()
-        };
+        let ticket = ticket(&cache, "k1");
         cache.invalidate(b"k1"); // the write landed after the read was served
         cache.fill("k1", ticket, &test_record("u1"));
         assert!(matches!(cache.lookup("k1"), Lookup::Miss(_)));
@@ -355,9 +358,7 @@ mod tests {
     #[test]
     fn an_answer_is_not_kept_across_a_flush_even_when_trust_came_back() {
         let cache = trusted(100);
-        let Lookup::Miss(Some(ticket)) = cache.lookup("k1") else {
-            panic!()
-        };
+        let ticket = ticket(&cache, "k1");
         let epoch = cache.distrust();
         assert!(cache.trust(epoch));
         cache.fill("k1", ticket, &test_record("u1"));
@@ -367,17 +368,11 @@ mod tests {
     #[test]
     fn only_the_latest_reader_of_a_key_fills_it() {
         let cache = trusted(100);
-        let Lookup::Miss(Some(first)) = cache.lookup("k1") else {
-            panic!()
-        };
-        let Lookup::Miss(Some(second)) = cache.lookup("k1") else {
-            panic!()
-        };
+        let first = ticket(&cache, "k1");
+        let second = ticket(&cache, "k1");
         cache.fill("k1", first, &test_record("old"));
         assert!(matches!(cache.lookup("k1"), Lookup::Miss(_)));
-        let Lookup::Miss(Some(third)) = cache.lookup("k1") else {
-            panic!()
-        };
+        let third = ticket(&cache, "k1");
         cache.fill("k1", second, &test_record("u1"));
         cache.fill("k1", third, &test_record("u1"));
         assert!(matches!(cache.lookup("k1"), Lookup::Hit(r) if r.user_id.as_str() == "u1"));
@@ -455,9 +450,7 @@ mod tests {
         let cache = trusted(SHARDS);
         fill(&cache, "real");
         for key in session_keys(2 * SHARDS) {
-            let Lookup::Miss(Some(ticket)) = cache.lookup(&key) else {
-                panic!()
-            };
+            let ticket = ticket(&cache, &key);
             cache.cancel(&key, ticket);
         }
         assert!(matches!(cache.lookup("real"), Lookup::Hit(_)));

@@ -282,21 +282,14 @@ impl SessionStore for RedisSessionStore {
         match cache.lookup(&key) {
             Lookup::Hit(record) => Ok(Some(SessionRecord::clone(&record))),
             Lookup::Miss(ticket) => {
-                let record = match self.read(&key, id).await {
-                    Ok(record) => record,
-                    Err(e) => {
-                        if let Some(ticket) = ticket {
-                            cache.cancel(&key, ticket);
-                        }
-                        return Err(e);
-                    }
-                };
-                match (ticket, &record) {
-                    (Some(ticket), Some(record)) => cache.fill(&key, ticket, record),
-                    (Some(ticket), None) => cache.cancel(&key, ticket),
+                let read = self.read(&key, id).await;
+                // A record is kept; a read that found nothing or failed removes its mark.
+                match (ticket, &read) {
+                    (Some(ticket), Ok(Some(record))) => cache.fill(&key, ticket, record),
+                    (Some(ticket), _) => cache.cancel(&key, ticket),
                     (None, _) => {}
                 }
-                Ok(record)
+                read
             }
         }
     }

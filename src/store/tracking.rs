@@ -120,7 +120,7 @@ impl Tracker {
                     return "a tracking connection stopped answering";
                 }
             }
-            if nodes.len() > 1 || self.redis.is_cluster() {
+            if self.redis.is_cluster() {
                 match self.redis.tracked_nodes().await {
                     Ok(now) if now == nodes => {}
                     Ok(_) => {

@@ -719,6 +719,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `DELETE` on the admin listener with `key` (a scoped key, or `ADMIN_KEY`).
+    pub async fn admin_delete_as(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{path}", self.admin))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin_get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.admin))

@@ -7,15 +7,6 @@ use serde_json::{json, Value};
 use sha2::Digest;
 use tessera::config::AdminKeyConfig;
 
-async fn delete_admin(app: &TestApp, path: &str, key: &str) -> reqwest::Response {
-    app.client
-        .delete(format!("{}{path}", app.admin))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
     app.audit_events(query).await
 }
@@ -27,21 +18,15 @@ async fn admins_kill_one_session_and_another_users_id_is_404() {
     let a = app.create_session("alice").await;
     let b = app.create_session("bob").await;
     let a_id = a.session["id"].as_str().unwrap();
-    let wrong_user = delete_admin(
-        &app,
-        &format!("/admin/users/bob/sessions/{a_id}"),
-        ADMIN_KEY,
-    )
-    .await;
+    let wrong_user = app
+        .admin_delete_as(&format!("/admin/users/bob/sessions/{a_id}"), ADMIN_KEY)
+        .await;
     assert_eq!(error_code(wrong_user).await.0, 404);
     assert_eq!(app.get_session_with_bearer(&a.token).await.status(), 200);
 
-    let ok = delete_admin(
-        &app,
-        &format!("/admin/users/alice/sessions/{a_id}"),
-        ADMIN_KEY,
-    )
-    .await;
+    let ok = app
+        .admin_delete_as(&format!("/admin/users/alice/sessions/{a_id}"), ADMIN_KEY)
+        .await;
     assert_eq!(ok.status(), 200);
     assert_eq!(app.get_session_with_bearer(&a.token).await.status(), 401);
     assert_eq!(app.get_session_with_bearer(&b.token).await.status(), 200);
@@ -96,7 +81,7 @@ async fn erasing_a_user_leaves_no_per_user_keys() {
     app.admin_post("/admin/users/alice/revoke-all", &json!({}))
         .await;
     app.create_session("alice").await;
-    let response = delete_admin(&app, "/admin/users/alice", ADMIN_KEY).await;
+    let response = app.admin_delete_as("/admin/users/alice", ADMIN_KEY).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.get_session_with_bearer(&a.token).await.status(), 401);
     let tag = tessera::session::UserId::parse("alice").unwrap().tag();

@@ -50,17 +50,6 @@ async fn warm(node: &TestApp, token: &str) {
     assert_eq!(check_cookie(node, token).await, 200);
 }
 
-async fn admin_delete(node: &TestApp, path: &str) -> u16 {
-    node.client
-        .delete(format!("{}{path}", node.admin))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn low_risk_reads_come_from_memory_and_high_risk_ones_from_redis() {
     let redis = RedisServer::start();
@@ -134,7 +123,9 @@ async fn no_node_accepts_a_cookie_after_logout_kill_or_revoke_all() {
     warm(&a, &s.token).await;
     warm(&b, &s.token).await;
     assert_eq!(
-        admin_delete(&a, &format!("/admin/users/bob/sessions/{id}")).await,
+        a.admin_delete_as(&format!("/admin/users/bob/sessions/{id}"), ADMIN_KEY)
+            .await
+            .status(),
         200
     );
     assert_eq!(check_cookie(&b, &s.token).await, 401, "kill, other node");
