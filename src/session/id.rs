@@ -50,6 +50,13 @@ impl UserId {
         let digest = Sha256::digest(self.0.as_bytes());
         hex::encode(&digest[..2])
     }
+
+    /// `self.tag() == tag`, without building the string (checked on every session read).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        let digest = Sha256::digest(self.0.as_bytes());
+        let mut hex = [0u8; 4];
+        hex::encode_to_slice(&digest[..2], &mut hex).is_ok() && hex == tag.as_bytes()
+    }
 }
 
 impl fmt::Debug for UserId {
@@ -212,6 +219,22 @@ impl fmt::Display for SessionId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn has_tag_agrees_with_tag() {
+        for name in ["alice", "bob@example.com", "carol"] {
+            let user = UserId::parse(name).unwrap();
+            assert!(user.has_tag(&user.tag()));
+            assert!(!user.has_tag("0000") || user.tag() == "0000");
+            assert!(!user.has_tag(&user.tag()[..3]));
+            assert!(!user.has_tag(""));
+        }
+        let (a, b) = (
+            UserId::parse("alice").unwrap(),
+            UserId::parse("bob").unwrap(),
+        );
+        assert!(!a.has_tag(&b.tag()));
+    }
 
     fn regions() -> Vec<Region> {
         vec![

@@ -18,7 +18,11 @@ impl KeyLayout {
 
     /// `tsr:s:{tag}:<session id>`: the session record.
     pub fn session(&self, id: &SessionId) -> String {
-        format!("{}{}", self.session_prefix(id.tag()), id)
+        // Joined by hand, not `format!`: this runs on every session read.
+        let parts = [self.prefix.as_str(), ":s:{", id.tag(), "}:", id.as_str()];
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|p| key.push_str(p));
+        key
     }
 
     /// `tsr:s:`: prefix of every session key (what a near cache's tracking listens to).

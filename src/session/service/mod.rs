@@ -322,7 +322,7 @@ impl SessionService {
         let stored = record.secret_hash.clone();
         // The hash comparison is constant time; the tag check only guards against a record that
         // does not belong under this id at all.
-        if !token.secret().hash().matches(&stored) || user.tag() != token.id().tag() {
+        if !token.secret().hash().matches(&stored) || !user.has_tag(token.id().tag()) {
             return Err(AuthError::NoSession);
         }
         if self.ended_if_refused(token.id(), &record, now).await? {
