@@ -1,13 +1,14 @@
 //! `/v1/session`, `/v1/logout`, `/v1/token`: what a holder of a session credential can do.
 
 use super::credential::Presented;
-use super::views::SessionView;
+use super::views::{OwnedViewInputs, SessionView, ViewInputs};
 use super::State;
 use crate::error::ApiError;
-use crate::session::{Session, SessionRecord};
+use crate::session::Session;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use std::num::NonZeroUsize;
 
 async fn authenticated(req: &HttpRequest, state: &State) -> Result<(Presented, Session), ApiError> {
     state.guard.session(req, state.clock.now_ms()).await
@@ -32,27 +33,27 @@ pub fn clear_dead_cookie(req: &HttpRequest, err: ApiError) -> ApiError {
     }
 }
 
-/// How many sessions' views a worker thread keeps rendered (about 1 KB each).
-const RENDERED_PER_WORKER: usize = 1024;
+/// How many sessions' views a worker thread keeps rendered (1 to 2 KB each).
+const RENDERED_PER_WORKER: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
 
 thread_local! {
-    /// The JSON view of recently read sessions, by session id, each beside the record it was
-    /// rendered from. A rendering is reused only for a record *equal* to that one, so it is
-    /// exactly what rendering again would give: it never decides who is let in (that was
-    /// settled before), and a changed record (renewal, step-up) is rendered afresh. Building
-    /// and serializing the view was a fifth of the work of a cached `GET /v1/session`.
-    static RENDERED: std::cell::RefCell<lru::LruCache<String, (SessionRecord, web::Bytes)>> =
-        std::cell::RefCell::new(lru::LruCache::new(
-            std::num::NonZeroUsize::new(RENDERED_PER_WORKER).expect("nonzero"),
-        ));
+    /// The JSON view of recently read sessions, by session id, each beside the inputs it was
+    /// rendered from (`ViewInputs`: what the view shows of the record, no hash). A rendering
+    /// is reused only for equal inputs, so it is exactly what rendering again would give: it
+    /// never decides who is let in (that was settled before), and a renewed or stepped-up
+    /// session is rendered afresh. Building and serializing the view was a fifth of the
+    /// instructions of a cached `GET /v1/session`.
+    static RENDERED: std::cell::RefCell<lru::LruCache<String, (OwnedViewInputs, web::Bytes)>> =
+        std::cell::RefCell::new(lru::LruCache::new(RENDERED_PER_WORKER));
 }
 
 /// The session's view as JSON (`SessionView`, `current: true`).
 fn rendered_view(session: &Session) -> Result<web::Bytes, ApiError> {
+    let inputs = ViewInputs::of(&session.record);
     RENDERED.with(|rendered| {
         let mut rendered = rendered.borrow_mut();
-        if let Some((record, json)) = rendered.get(session.id.as_str()) {
-            if *record == session.record {
+        if let Some((kept, json)) = rendered.get(session.id.as_str()) {
+            if kept.borrow() == inputs {
                 return Ok(json.clone());
             }
         }
@@ -61,10 +62,16 @@ fn rendered_view(session: &Session) -> Result<web::Bytes, ApiError> {
         );
         rendered.put(
             session.id.as_str().to_owned(),
-            (session.record.clone(), json.clone()),
+            (inputs.to_owned(), json.clone()),
         );
         Ok(json)
     })
+}
+
+/// Forgets this worker's rendering of a session that ended here (the other workers' copies go
+/// as newer sessions push them out; none is ever served for an ended session).
+fn forget_rendered(id: &str) {
+    RENDERED.with(|rendered| rendered.borrow_mut().pop(id));
 }
 
 /// `GET /v1/session`: the caller's session, plus the CSRF token for cookie clients.
@@ -124,6 +131,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<State>) -> Result<HttpRes
         .revoke(&session, &actor, "logout")
         .await
         .map_err(ApiError::from)?;
+    forget_rendered(session.id.as_str());
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     if is_cookie {
@@ -176,36 +184,9 @@ pub async fn mint_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Acr, Region, SessionId, SessionSecret, UserId};
+    use crate::session::Acr;
 
-    fn session() -> Session {
-        let user = UserId::parse("alice").unwrap();
-        Session {
-            id: SessionId::generate(&Region::parse("eu").unwrap(), &user),
-            record: SessionRecord {
-                user_id: user,
-                credential_version: 1,
-                created_at: 1_700_000_000_000,
-                last_seen_at: 1_700_000_000_000,
-                idle_expires_at: 1_700_003_600_000,
-                expires_at: 1_700_086_400_000,
-                auth_time: 1_700_000_000_000,
-                acr: Acr::Pwd,
-                amr: vec!["pwd".into()],
-                elevated_at: 0,
-                elevated_acr: None,
-                anomaly_at: 0,
-                secret_hash: SessionSecret::generate().hash(),
-                ip: "192.0.2.1".into(),
-                ua: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".into(),
-                device_name: "laptop".into(),
-                idle_timeout_ms: 0,
-                refresh: None,
-                roles: vec![],
-                from_users_file: false,
-            },
-        }
-    }
+    use crate::http::views::tests::session;
 
     fn fresh(session: &Session) -> web::Bytes {
         serde_json::to_vec(&SessionView::new(session, true))
@@ -234,10 +215,18 @@ mod tests {
     }
 
     #[test]
+    fn a_logout_on_this_worker_forgets_its_rendering() {
+        let s = session();
+        rendered_view(&s).unwrap();
+        forget_rendered(s.id.as_str());
+        RENDERED.with(|r| assert!(!r.borrow().contains(s.id.as_str())));
+    }
+
+    #[test]
     fn the_memo_holds_at_most_its_bound() {
-        for _ in 0..RENDERED_PER_WORKER + 10 {
+        for _ in 0..RENDERED_PER_WORKER.get() + 10 {
             rendered_view(&session()).unwrap();
         }
-        RENDERED.with(|r| assert_eq!(r.borrow().len(), RENDERED_PER_WORKER));
+        RENDERED.with(|r| assert_eq!(r.borrow().len(), RENDERED_PER_WORKER.get()));
     }
 }

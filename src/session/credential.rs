@@ -294,6 +294,19 @@ mod tests {
         );
     }
 
+    /// `GET /v1/session` writes the token into its JSON without escaping.
+    #[test]
+    fn csrf_tokens_are_url_safe_base64_with_nothing_to_escape() {
+        for _ in 0..100 {
+            let token = SessionSecret::generate().csrf_token();
+            assert_eq!(token.expose().len(), 43);
+            assert!(token
+                .expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+
     #[test]
     fn csrf_token_differs_from_secret_and_rotates_with_it() {
         let a = SessionSecret::generate();

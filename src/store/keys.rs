@@ -182,5 +182,9 @@ mod tests {
         assert!(layout
             .session(&id)
             .starts_with(&layout.session_prefix(&user.tag())));
+        assert_eq!(
+            layout.session(&id),
+            format!("tsr:s:{{{}}}:{}", user.tag(), id.as_str())
+        );
     }
 }

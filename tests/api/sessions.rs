@@ -14,7 +14,16 @@ async fn a_created_session_is_readable_by_cookie_and_by_bearer() {
     let by_cookie = app.get_session_with_cookie(&created.token).await;
     assert_eq!(by_cookie.status(), 200);
     assert_eq!(by_cookie.headers()["cache-control"], "no-store");
-    let body: serde_json::Value = by_cookie.json().await.unwrap();
+    assert_eq!(by_cookie.headers()["content-type"], "application/json");
+    // The body is assembled from a (reused) rendering of the view: exactly one JSON object,
+    // the view first, then the token.
+    let text = by_cookie.text().await.unwrap();
+    assert!(text.starts_with("{\"session\":{\"id\":"), "{text}");
+    assert!(
+        text.ends_with(&format!(",\"csrf_token\":\"{}\"}}", created.csrf)),
+        "{text}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     let view = &body["session"];
     assert_eq!(view["id"], created.session["id"]);
     assert_eq!(view["user_id"], "alice@example.com");
@@ -48,7 +57,14 @@ async fn a_created_session_is_readable_by_cookie_and_by_bearer() {
 
     let by_bearer = app.get_session_with_bearer(&created.token).await;
     assert_eq!(by_bearer.status(), 200);
-    let body: serde_json::Value = by_bearer.json().await.unwrap();
+    assert_eq!(by_bearer.headers()["content-type"], "application/json");
+    let text = by_bearer.text().await.unwrap();
+    assert!(
+        text.starts_with("{\"session\":{\"id\":") && text.ends_with("}}"),
+        "{text}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["session"]["id"], created.session["id"]);
     assert!(
         body.get("csrf_token").is_none(),
         "bearer clients need no CSRF token"
