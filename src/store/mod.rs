@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod connection;
 pub mod durable;
+pub mod fence;
 pub mod health;
 pub mod keyring;
 pub mod keys;

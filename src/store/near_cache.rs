@@ -26,6 +26,8 @@ pub struct NearCache {
 }
 
 struct Inner {
+    /// What a hit waits on before it is served (armed by the tracker).
+    fence: super::fence::Fence,
     shards: Box<[Mutex<Shard>]>,
     /// Picks a key's shard (seeded: the ids' own bits are not spread evenly).
     hasher: std::collections::hash_map::RandomState,
@@ -123,6 +125,7 @@ impl NearCache {
                 switch: Mutex::new(()),
                 next_ticket: AtomicU64::new(1),
                 meters: Meters::new(region),
+                fence: super::fence::Fence::default(),
             }),
         }
     }
@@ -138,6 +141,11 @@ impl NearCache {
     }
 
     /// The record under `key`, or a miss (with a ticket while the cache is trusted).
+    /// The read barrier a hit passes before it is served (`store::fence`).
+    pub fn fence(&self) -> &super::fence::Fence {
+        &self.inner.fence
+    }
+
     pub fn lookup(&self, key: &str) -> Lookup {
         let mut shard = self.shard(key.as_bytes());
         // Read under the shard's lock: a flush distrusts first and then empties every shard,

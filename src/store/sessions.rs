@@ -279,7 +279,17 @@ impl SessionStore for RedisSessionStore {
             return self.load(id).await;
         };
         let key = self.keys.session(id);
-        match cache.lookup(&key) {
+        let mut lookup = cache.lookup(&key);
+        if let Lookup::Hit(_) = lookup {
+            // Served only once every invalidation Redis sent before now has been applied: the
+            // entry is looked up again after the fence (a failed fence reads Redis).
+            lookup = if cache.fence().pass().await {
+                cache.lookup(&key)
+            } else {
+                Lookup::Miss(None)
+            };
+        }
+        match lookup {
             Lookup::Hit(record) => Ok(Some(SessionRecord::clone(&record))),
             Lookup::Miss(ticket) => {
                 let read = self.read(&key, id).await;

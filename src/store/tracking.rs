@@ -5,6 +5,9 @@
 //! evicted on it, by any client. Broadcast mode keeps no per-key bookkeeping in Redis and lets
 //! the node read on any connection; the cost is that every node hears of every session write.
 //!
+//! A hit is served only after a `PING` on every such connection, sent after the hit began, has
+//! been answered (`store::fence`): the pushes before it have been applied by then.
+//!
 //! The cache is trusted only while every such connection is up with tracking on. A dropped
 //! connection (pushed at once by the client library), a heartbeat that fails, or a change in
 //! a cluster's primaries flushes it before it is trusted again.
@@ -50,11 +53,13 @@ impl Tracker {
             let epoch = self.cache.distrust();
             match self.connect(epoch).await {
                 Ok((conns, nodes)) => {
+                    self.cache.fence().arm(conns.clone(), self.timeout);
                     if self.cache.trust(epoch) {
                         tracing::info!(primaries = nodes.len(), "near cache: tracking on");
                         pause = Duration::from_millis(100);
                     }
                     let why = self.watch(epoch, conns, &nodes).await;
+                    self.cache.fence().disarm();
                     tracing::warn!(
                         reason = why,
                         "near cache flushed; reconnecting its tracking"

@@ -96,7 +96,7 @@ impl Subject {
     }
 }
 
-fn record(user: &UserId, last_seen: i64, secret: &SecretHash) -> SessionRecord {
+pub fn record(user: &UserId, last_seen: i64, secret: &SecretHash) -> SessionRecord {
     SessionRecord {
         user_id: user.clone(),
         credential_version: 0,

@@ -343,3 +343,82 @@ async fn a_redis_restart_leaves_no_cached_session_behind() {
         .await;
     }
 }
+
+/// The read barrier (`store::fence`). A tracking reader that applies an invalidation late (the
+/// window `scripts/bench-revocation` found: 1 and 25 of 10,000 cookie checks accepted right
+/// after a logout on another node) cannot make a hit serve a record Redis deleted before the
+/// hit: once the fence is passed, the invalidation has been applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_waits_for_the_invalidations_redis_already_sent() {
+    use tessera::store::near_cache::{Lookup, NearCache};
+    let redis = RedisServer::start();
+    let cache = NearCache::new(100, "eu");
+    let late = cache.clone();
+    // Every push is applied 300 ms late, as by a tracking task a busy machine runs late.
+    let push = move |info: redis::PushInfo| -> Result<(), ()> {
+        std::thread::sleep(Duration::from_millis(300));
+        if let (redis::PushKind::Invalidate, Some(redis::Value::Array(keys))) =
+            (&info.kind, info.data.first())
+        {
+            for key in keys {
+                if let redis::Value::BulkString(key) = key {
+                    late.invalidate(key);
+                }
+            }
+        }
+        Ok(())
+    };
+    let client = redis::Client::open(format!("{}?protocol=resp3", redis.url())).unwrap();
+    let config = redis::AsyncConnectionConfig::new().set_push_sender(push);
+    let mut tracking = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg("tfence:")
+        .query_async::<()>(&mut tracking)
+        .await
+        .unwrap();
+    cache.fence().arm(vec![tracking], Duration::from_secs(5));
+    let epoch = cache.distrust();
+    assert!(cache.trust(epoch));
+
+    let key = "tfence:s:one";
+    // Changes go through a blocking connection: its answers must not wait for the runtime's
+    // threads, one of which the late tracking reader is holding.
+    let mut admin = redis.admin_client().get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("a record")
+        .query(&mut admin)
+        .unwrap();
+    // The SET's own invalidation is applied before the entry is filled.
+    assert!(cache.fence().pass().await);
+    let Lookup::Miss(Some(ticket)) = cache.lookup(key) else {
+        panic!("the first lookup misses and may fill");
+    };
+    let user = tessera::session::UserId::parse("alice").unwrap();
+    let secret = tessera::session::SessionSecret::generate().hash();
+    cache.fill(key, ticket, &crate::contract::record(&user, 0, &secret));
+    assert!(matches!(cache.lookup(key), Lookup::Hit(_)));
+
+    // Redis sends the invalidation before DEL's reply; this node has not applied it yet.
+    let _: () = redis::cmd("DEL").arg(key).query(&mut admin).unwrap();
+    assert!(
+        matches!(cache.lookup(key), Lookup::Hit(_)),
+        "the window the fence closes"
+    );
+    assert!(cache.fence().pass().await);
+    assert!(
+        matches!(cache.lookup(key), Lookup::Miss(_)),
+        "after the fence, the deletion has been applied"
+    );
+
+    // Not armed (tracking down): the fence never passes, and the caller reads Redis.
+    cache.fence().disarm();
+    assert!(!cache.fence().pass().await);
+}
