@@ -146,6 +146,20 @@ impl NearCache {
         &self.inner.fence
     }
 
+    /// `lookup`, if the cache is still in `epoch` (the one a fence passed for): an entry filled
+    /// under later tracking connections was not covered by that fence.
+    pub fn lookup_at(&self, key: &str, epoch: u64) -> Lookup {
+        let found = self.lookup(key);
+        // Epochs only grow: the same one before and after means no flush in between.
+        if self.epoch() == epoch {
+            return found;
+        }
+        if let Lookup::Miss(Some(ticket)) = found {
+            self.cancel(key, ticket);
+        }
+        Lookup::Miss(None)
+    }
+
     pub fn lookup(&self, key: &str) -> Lookup {
         let mut shard = self.shard(key.as_bytes());
         // Read under the shard's lock: a flush distrusts first and then empties every shard,

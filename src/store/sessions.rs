@@ -283,10 +283,9 @@ impl SessionStore for RedisSessionStore {
         if let Lookup::Hit(_) = lookup {
             // Served only once every invalidation Redis sent before now has been applied: the
             // entry is looked up again after the fence (a failed fence reads Redis).
-            lookup = if cache.fence().pass().await {
-                cache.lookup(&key)
-            } else {
-                Lookup::Miss(None)
+            lookup = match cache.fence().pass().await {
+                Some(epoch) => cache.lookup_at(&key, epoch),
+                None => Lookup::Miss(None),
             };
         }
         match lookup {

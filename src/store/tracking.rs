@@ -5,8 +5,8 @@
 //! evicted on it, by any client. Broadcast mode keeps no per-key bookkeeping in Redis and lets
 //! the node read on any connection; the cost is that every node hears of every session write.
 //!
-//! A hit is served only after a `PING` on every such connection, sent after the hit began, has
-//! been answered (`store::fence`): the pushes before it have been applied by then.
+//! A hit is served only after a `PING` on every such connection of the cache's epoch, sent after
+//! the hit began, has been answered (`store::fence`): the pushes before it have been applied.
 //!
 //! The cache is trusted only while every such connection is up with tracking on. A dropped
 //! connection (pushed at once by the client library), a heartbeat that fails, or a change in
@@ -48,13 +48,15 @@ impl Tracker {
     /// Connects, trusts the cache, and starts over (flushed) whenever tracking may have
     /// missed a change. Runs forever.
     pub async fn run(self) {
+        // The fence's rounds run here, on this runtime, whichever worker waits on them.
+        tokio::spawn(self.cache.fence().clone().run());
         let mut pause = Duration::from_millis(100);
         loop {
             let epoch = self.cache.distrust();
             match self.connect(epoch).await {
                 Ok((conns, nodes)) => {
-                    self.cache.fence().arm(conns.clone(), self.timeout);
                     if self.cache.trust(epoch) {
+                        self.cache.fence().arm(epoch, conns.clone(), self.timeout);
                         tracing::info!(primaries = nodes.len(), "near cache: tracking on");
                         pause = Duration::from_millis(100);
                     }

@@ -383,9 +383,12 @@ async fn a_hit_waits_for_the_invalidations_redis_already_sent() {
         .query_async::<()>(&mut tracking)
         .await
         .unwrap();
-    cache.fence().arm(vec![tracking], Duration::from_secs(5));
     let epoch = cache.distrust();
     assert!(cache.trust(epoch));
+    cache
+        .fence()
+        .arm(epoch, vec![tracking], Duration::from_secs(5));
+    tokio::spawn(cache.fence().clone().run());
 
     let key = "tfence:s:one";
     // Changes go through a blocking connection: its answers must not wait for the runtime's
@@ -397,7 +400,7 @@ async fn a_hit_waits_for_the_invalidations_redis_already_sent() {
         .query(&mut admin)
         .unwrap();
     // The SET's own invalidation is applied before the entry is filled.
-    assert!(cache.fence().pass().await);
+    assert_eq!(cache.fence().pass().await, Some(epoch));
     let Lookup::Miss(Some(ticket)) = cache.lookup(key) else {
         panic!("the first lookup misses and may fill");
     };
@@ -412,13 +415,31 @@ async fn a_hit_waits_for_the_invalidations_redis_already_sent() {
         matches!(cache.lookup(key), Lookup::Hit(_)),
         "the window the fence closes"
     );
-    assert!(cache.fence().pass().await);
+    assert_eq!(cache.fence().pass().await, Some(epoch));
     assert!(
-        matches!(cache.lookup(key), Lookup::Miss(_)),
+        matches!(cache.lookup_at(key, epoch), Lookup::Miss(_)),
         "after the fence, the deletion has been applied"
     );
 
+    // Rounds are group commits: 200 hits at once share a few `PING`s.
+    let before = calls(&redis, "ping");
+    let passes = futures_util::future::join_all((0..200).map(|_| cache.fence().pass())).await;
+    assert!(passes.iter().all(|p| *p == Some(epoch)));
+    let pings = calls(&redis, "ping") - before;
+    assert!((1..=10).contains(&pings), "{pings} PINGs for 200 hits");
+
+    // A lookup for an epoch the cache has left finds nothing.
+    let Lookup::Miss(Some(ticket)) = cache.lookup(key) else {
+        panic!("the deleted key misses");
+    };
+    cache.fill(key, ticket, &crate::contract::record(&user, 0, &secret));
+    assert!(matches!(cache.lookup_at(key, epoch), Lookup::Hit(_)));
+    assert!(matches!(
+        cache.lookup_at(key, epoch + 1),
+        Lookup::Miss(None)
+    ));
+
     // Not armed (tracking down): the fence never passes, and the caller reads Redis.
     cache.fence().disarm();
-    assert!(!cache.fence().pass().await);
+    assert_eq!(cache.fence().pass().await, None);
 }
