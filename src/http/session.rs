@@ -1,7 +1,7 @@
 //! `/v1/session`, `/v1/logout`, `/v1/token`: what a holder of a session credential can do.
 
 use super::credential::Presented;
-use super::views::{OwnedViewInputs, SessionView, ViewInputs};
+use super::views::{SessionView, ViewInputs};
 use super::State;
 use crate::error::ApiError;
 use crate::session::Session;
@@ -43,7 +43,7 @@ thread_local! {
     /// never decides who is let in (that was settled before), and a renewed or stepped-up
     /// session is rendered afresh. Building and serializing the view was a fifth of the
     /// instructions of a cached `GET /v1/session`.
-    static RENDERED: std::cell::RefCell<lru::LruCache<String, (OwnedViewInputs, web::Bytes)>> =
+    static RENDERED: std::cell::RefCell<lru::LruCache<String, (ViewInputs<'static>, web::Bytes)>> =
         std::cell::RefCell::new(lru::LruCache::new(RENDERED_PER_WORKER));
 }
 
@@ -53,17 +53,14 @@ fn rendered_view(session: &Session) -> Result<web::Bytes, ApiError> {
     RENDERED.with(|rendered| {
         let mut rendered = rendered.borrow_mut();
         if let Some((kept, json)) = rendered.get(session.id.as_str()) {
-            if kept.borrow() == inputs {
+            if *kept == inputs {
                 return Ok(json.clone());
             }
         }
-        let json = web::Bytes::from(
-            serde_json::to_vec(&SessionView::new(session, true)).map_err(ApiError::internal)?,
-        );
-        rendered.put(
-            session.id.as_str().to_owned(),
-            (inputs.to_owned(), json.clone()),
-        );
+        let (id, region) = (session.id.as_str(), session.id.region());
+        let view = SessionView::of(id, region, &inputs, true);
+        let json = web::Bytes::from(serde_json::to_vec(&view).map_err(ApiError::internal)?);
+        rendered.put(id.to_owned(), (inputs.into_owned(), json.clone()));
         Ok(json)
     })
 }

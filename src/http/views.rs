@@ -3,6 +3,7 @@
 use crate::session::device::device_summary;
 use crate::session::{Acr, Session, SessionRecord, UnixMillis};
 use serde::Serialize;
+use std::borrow::Cow;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -41,11 +42,11 @@ impl SessionView {
 
     /// Built from the inputs alone, so that equal inputs give an equal view (what lets
     /// `GET /v1/session` reuse a rendering; see `ViewInputs`).
-    fn of(id: &str, region: &str, v: &ViewInputs<'_>, current: bool) -> Self {
+    pub(super) fn of(id: &str, region: &str, v: &ViewInputs<'_>, current: bool) -> Self {
         let [created, last_seen, expires, idle_expires, auth_time] = v.seconds.map(seconds);
         Self {
             id: id.to_owned(),
-            user_id: v.user_id.to_owned(),
+            user_id: v.user_id.to_string(),
             created_at: created,
             last_seen_at: last_seen,
             expires_at: expires,
@@ -55,10 +56,10 @@ impl SessionView {
             amr: v.amr.to_vec(),
             elevated_at: v.elevated_at.map(seconds),
             elevated_acr: v.elevated_acr.map(|a| a.as_str()),
-            ip: v.ip.to_owned(),
-            user_agent: v.ua.to_owned(),
-            device: device_summary(v.ua),
-            device_name: v.device_name.to_owned(),
+            ip: v.ip.to_string(),
+            user_agent: v.ua.to_string(),
+            device: device_summary(&v.ua),
+            device_name: v.device_name.to_string(),
             region: region.to_owned(),
             roles: v.roles.to_vec(),
             current,
@@ -69,27 +70,27 @@ impl SessionView {
 /// What a session's view shows of its record, at the precision it shows it (whole seconds).
 /// `SessionView` is built from this alone, so two records with equal inputs have equal views;
 /// it leaves out what the view never shows (the secret's and refresh token's hashes, the
-/// anomaly mark, versions), so a copy kept to compare with holds no hash.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// anomaly mark, versions), so a copy kept to compare with (`into_owned`) holds no hash.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ViewInputs<'a> {
-    user_id: &'a str,
+    user_id: Cow<'a, str>,
     /// Created, last seen, expires, idle expires (never past expires), authenticated.
     seconds: [i64; 5],
     elevated_at: Option<i64>,
     acr: Acr,
     elevated_acr: Option<Acr>,
-    amr: &'a [String],
-    ip: &'a str,
-    ua: &'a str,
-    device_name: &'a str,
-    roles: &'a [String],
+    amr: Cow<'a, [String]>,
+    ip: Cow<'a, str>,
+    ua: Cow<'a, str>,
+    device_name: Cow<'a, str>,
+    roles: Cow<'a, [String]>,
 }
 
 impl<'a> ViewInputs<'a> {
     pub fn of(r: &'a SessionRecord) -> Self {
         let s = |ms: UnixMillis| ms.div_euclid(1000);
         Self {
-            user_id: r.user_id.as_str(),
+            user_id: r.user_id.as_str().into(),
             seconds: [
                 s(r.created_at),
                 s(r.last_seen_at),
@@ -100,58 +101,27 @@ impl<'a> ViewInputs<'a> {
             elevated_at: (r.elevated_at > 0).then(|| s(r.elevated_at)),
             acr: r.acr,
             elevated_acr: r.elevated_acr,
-            amr: &r.amr,
-            ip: &r.ip,
-            ua: &r.ua,
-            device_name: &r.device_name,
-            roles: &r.roles,
+            amr: r.amr.as_slice().into(),
+            ip: r.ip.as_str().into(),
+            ua: r.ua.as_str().into(),
+            device_name: r.device_name.as_str().into(),
+            roles: r.roles.as_slice().into(),
         }
     }
 
-    pub fn to_owned(self) -> OwnedViewInputs {
-        OwnedViewInputs {
-            user_id: self.user_id.to_owned(),
-            seconds: self.seconds,
-            elevated_at: self.elevated_at,
-            acr: self.acr,
-            elevated_acr: self.elevated_acr,
-            amr: self.amr.to_vec(),
-            ip: self.ip.to_owned(),
-            ua: self.ua.to_owned(),
-            device_name: self.device_name.to_owned(),
-            roles: self.roles.to_vec(),
-        }
-    }
-}
-
-/// A kept copy of `ViewInputs`.
-#[derive(Debug)]
-pub struct OwnedViewInputs {
-    user_id: String,
-    seconds: [i64; 5],
-    elevated_at: Option<i64>,
-    acr: Acr,
-    elevated_acr: Option<Acr>,
-    amr: Vec<String>,
-    ip: String,
-    ua: String,
-    device_name: String,
-    roles: Vec<String>,
-}
-
-impl OwnedViewInputs {
-    pub fn borrow(&self) -> ViewInputs<'_> {
+    /// A copy that outlives the record.
+    pub fn into_owned(self) -> ViewInputs<'static> {
         ViewInputs {
-            user_id: &self.user_id,
+            user_id: Cow::Owned(self.user_id.into_owned()),
             seconds: self.seconds,
             elevated_at: self.elevated_at,
             acr: self.acr,
             elevated_acr: self.elevated_acr,
-            amr: &self.amr,
-            ip: &self.ip,
-            ua: &self.ua,
-            device_name: &self.device_name,
-            roles: &self.roles,
+            amr: Cow::Owned(self.amr.into_owned()),
+            ip: Cow::Owned(self.ip.into_owned()),
+            ua: Cow::Owned(self.ua.into_owned()),
+            device_name: Cow::Owned(self.device_name.into_owned()),
+            roles: Cow::Owned(self.roles.into_owned()),
         }
     }
 }
@@ -254,8 +224,8 @@ pub(crate) mod tests {
             change(&mut changed.record);
             let same_inputs = ViewInputs::of(&base.record) == ViewInputs::of(&changed.record);
             assert_eq!(same_inputs, json(&base) == json(&changed), "{what}");
-            let kept = ViewInputs::of(&changed.record).to_owned();
-            assert_eq!(kept.borrow(), ViewInputs::of(&changed.record), "{what}");
+            let kept = ViewInputs::of(&changed.record).into_owned();
+            assert_eq!(kept, ViewInputs::of(&changed.record), "{what}");
         }
     }
 }

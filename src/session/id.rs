@@ -47,15 +47,20 @@ impl UserId {
     ///
     /// 65,536 values spread users over all 16,384 cluster slots while keeping ids short.
     pub fn tag(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        hex::encode(&digest[..2])
+        self.tag_hex().iter().map(|&b| char::from(b)).collect()
     }
 
     /// `self.tag() == tag`, without building the string (checked on every session read).
     pub fn has_tag(&self, tag: &str) -> bool {
+        self.tag_hex() == tag.as_bytes()
+    }
+
+    /// The tag's 4 lowercase hex digits.
+    fn tag_hex(&self) -> [u8; 4] {
         let digest = Sha256::digest(self.0.as_bytes());
         let mut hex = [0u8; 4];
-        hex::encode_to_slice(&digest[..2], &mut hex).is_ok() && hex == tag.as_bytes()
+        hex::encode_to_slice(&digest[..2], &mut hex).expect("2 bytes are 4 hex digits");
+        hex
     }
 }
 

@@ -140,7 +140,6 @@ impl NearCache {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The record under `key`, or a miss (with a ticket while the cache is trusted).
     /// The read barrier a hit passes before it is served (`store::fence`).
     pub fn fence(&self) -> &super::fence::Fence {
         &self.inner.fence
@@ -160,6 +159,7 @@ impl NearCache {
         Lookup::Miss(None)
     }
 
+    /// The record under `key`, or a miss (with a ticket while the cache is trusted).
     pub fn lookup(&self, key: &str) -> Lookup {
         let mut shard = self.shard(key.as_bytes());
         // Read under the shard's lock: a flush distrusts first and then empties every shard,
